@@ -1,0 +1,39 @@
+"""Server-side sessions in Redis for Flask and any WSGI app.
+
+The cookie carries only a random token; the session's values live in Redis,
+encoded with msgpack, under a hash of that token, with a TTL.
+"""
+
+from __future__ import annotations
+
+from .engine import Outcome, SessionEngine
+from .errors import (
+    ConfigurationError,
+    SessionError,
+    SessionStoreError,
+    SessionStoreUnavailable,
+    SessionTooLargeError,
+    UnsupportedValueError,
+)
+from .extension import RedisSessions
+from .flask_interface import RedisSessionInterface
+from .session import Session, Status
+from .store import RedisStore
+
+__all__ = [
+    "ConfigurationError",
+    "Outcome",
+    "RedisSessionInterface",
+    "RedisSessions",
+    "RedisStore",
+    "Session",
+    "SessionEngine",
+    "SessionError",
+    "SessionStoreError",
+    "SessionStoreUnavailable",
+    "SessionTooLargeError",
+    "Status",
+    "UnsupportedValueError",
+]
+
+__version__ = "0.1.0"

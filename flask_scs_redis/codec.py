@@ -1,0 +1,190 @@
+"""Turn session values into msgpack bytes and back, without pickle.
+
+Besides msgpack's own types (dict, list, str, bytes, int, float, bool, None)
+the codec keeps tuple, set, frozenset, Markup, UUID, datetime (naive and
+aware, microseconds kept), date, time, timedelta, Decimal and integers of any
+size, each as a msgpack extension type, so every value comes back as the type
+it went in as, also when nested and also as a dict key.
+
+Types are matched exactly: a subclass of a supported type (an ``IntEnum``, an
+``OrderedDict``) is refused rather than silently turned into its base type.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import msgpack
+from markupsafe import Markup
+
+from .errors import UnsupportedValueError
+
+# Extension type codes. They are part of the stored format: never reuse one.
+_TUPLE = 1
+_MARKUP = 2
+_UUID = 3
+_DATETIME = 4
+_DATE = 5
+_TIME = 6
+_TIMEDELTA = 7
+_DECIMAL = 8
+_SET = 9
+_FROZENSET = 10
+_BIGINT = 11
+
+# Packs one nested value; the string is the key-path step to report on error.
+_PackNested = Callable[[Any, str], bytes]
+
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
+_MAX_DEPTH = 100
+
+
+def _pack_members(members: Any, pack: _PackNested) -> bytes:
+    # Members are sorted by their encoding, so equal sets encode equally and
+    # change detection is not fooled by iteration order.
+    encoded = sorted(pack(member, "{...}") for member in members)
+    header = msgpack.Packer().pack_array_header(len(encoded))
+    return header + b"".join(encoded)
+
+
+_ENCODERS: dict[type, tuple[int, Callable[[Any, _PackNested], bytes]]] = {
+    tuple: (_TUPLE, lambda value, pack: pack(list(value), "")),
+    Markup: (_MARKUP, lambda value, pack: str(value).encode("utf-8")),
+    uuid.UUID: (_UUID, lambda value, pack: value.bytes),
+    datetime: (_DATETIME, lambda value, pack: value.isoformat().encode("ascii")),
+    date: (_DATE, lambda value, pack: value.isoformat().encode("ascii")),
+    time: (_TIME, lambda value, pack: value.isoformat().encode("ascii")),
+    timedelta: (
+        _TIMEDELTA,
+        lambda value, pack: pack([value.days, value.seconds, value.microseconds], ""),
+    ),
+    Decimal: (_DECIMAL, lambda value, pack: str(value).encode("ascii")),
+    set: (_SET, _pack_members),
+    frozenset: (_FROZENSET, _pack_members),
+}
+
+_DECODERS: dict[int, Callable[[bytes], Any]] = {
+    _TUPLE: lambda data: tuple(_unpack(data)),
+    # Only Markup that the app stored comes back as Markup; whoever can write
+    # to Redis can forge any session anyway.
+    _MARKUP: lambda data: Markup(data.decode("utf-8")),  # noqa: S704
+    _UUID: lambda data: uuid.UUID(bytes=data),
+    _DATETIME: lambda data: datetime.fromisoformat(data.decode("ascii")),
+    _DATE: lambda data: date.fromisoformat(data.decode("ascii")),
+    _TIME: lambda data: time.fromisoformat(data.decode("ascii")),
+    _TIMEDELTA: lambda data: timedelta(*_unpack(data)),
+    _DECIMAL: lambda data: Decimal(data.decode("ascii")),
+    _SET: lambda data: set(_unpack(data)),
+    _FROZENSET: lambda data: frozenset(_unpack(data)),
+    _BIGINT: lambda data: int(data.decode("ascii")),
+}
+
+
+def _ext_default(value: Any) -> msgpack.ExtType:
+    entry = _ENCODERS.get(type(value))
+    if entry is None:
+        # The slow path below finds the value again and names its key path.
+        raise TypeError(type(value).__qualname__)
+    code, encode = entry
+    return msgpack.ExtType(code, encode(value, _pack_fast))
+
+
+def _pack_fast(value: Any, _step: str = "") -> bytes:
+    return msgpack.packb(value, default=_ext_default, strict_types=True, use_bin_type=True)
+
+
+def _to_wire(value: Any, path: str, depth: int) -> Any:
+    """Rebuild ``value`` from msgpack-native types and extension types.
+
+    This is the slow path: it runs only when the fast packer refused a value,
+    to pack integers too large for msgpack or to name what cannot be stored.
+    """
+    if depth > _MAX_DEPTH:
+        raise UnsupportedValueError(f"session value nested more than {_MAX_DEPTH} deep at {path}")
+    kind = type(value)
+    if kind is int:
+        if _INT64_MIN <= value <= _UINT64_MAX:
+            return value
+        return msgpack.ExtType(_BIGINT, str(value).encode("ascii"))
+    if kind in (str, bytes, float, bool) or value is None:
+        return value
+    if kind is list:
+        return [_to_wire(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
+    if kind is dict:
+        return {
+            _to_wire(key, f"{path} (a key)", depth + 1): _to_wire(
+                item, f"{path}[{key!r}]", depth + 1
+            )
+            for key, item in value.items()
+        }
+    entry = _ENCODERS.get(kind)
+    if entry is None:
+        raise UnsupportedValueError(
+            f"cannot store a value of type {kind.__module__}.{kind.__qualname__} at {path};"
+            " supported are dict, list, tuple, set, frozenset, str, bytes, int, float, bool,"
+            " None, Markup, UUID, datetime, date, time, timedelta and Decimal"
+        )
+    code, encode = entry
+
+    def pack_nested(item: Any, step: str) -> bytes:
+        return msgpack.packb(_to_wire(item, path + step, depth + 1), use_bin_type=True)
+
+    return msgpack.ExtType(code, encode(value, pack_nested))
+
+
+class _PackerPerThread(threading.local):
+    # A Packer keeps a buffer between calls, so each thread needs its own.
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(default=_ext_default, strict_types=True, use_bin_type=True)
+
+
+_packers = _PackerPerThread()
+
+
+def encode(values: dict[Any, Any]) -> bytes:
+    """Encode a session's values.
+
+    Equal values give equal bytes, which is what change detection compares.
+
+    :raises UnsupportedValueError: a value (or key) has a type the codec does
+        not support; the message names it and its key path.
+    """
+    try:
+        return _packers.packer.pack(values)
+    except (TypeError, ValueError, OverflowError):
+        # A Packer must be reset after a failed pack; a fresh one is simpler.
+        _packers.packer = msgpack.Packer(default=_ext_default, strict_types=True, use_bin_type=True)
+    return msgpack.packb(_to_wire(values, "session", 0), use_bin_type=True)
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    decode_ext = _DECODERS.get(code)
+    if decode_ext is None:
+        raise ValueError(f"unknown msgpack extension type {code}")
+    return decode_ext(data)
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def decode(data: bytes) -> dict[Any, Any]:
+    """Decode what :func:`encode` made.
+
+    :raises ValueError: ``data`` is not an encoded session.
+    """
+    try:
+        values = _unpack(data)
+    except ValueError:
+        raise
+    except Exception as exc:  # msgpack and the decoders raise many kinds
+        raise ValueError(f"undecodable session values: {exc!r}") from exc
+    if type(values) is not dict:
+        raise ValueError("encoded session values are not a map")
+    return values

@@ -1,0 +1,99 @@
+"""The Flask adapter: a ``SessionInterface`` over the shared session engine."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timedelta
+
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
+
+from .engine import LIVE_OUTCOMES, Outcome, SessionEngine
+from .session import Session
+from .tokens import is_well_formed
+
+
+class RedisSessionInterface(SessionInterface):
+    """Keep Flask sessions in Redis; the cookie carries only a random token.
+
+    Flask's cookie settings are read at request time through the inherited
+    ``get_cookie_*`` and :meth:`should_set_cookie` methods, so overriding one
+    of them in a subclass works as it does for Flask's own interface.
+
+    ``lifetime`` is the absolute lifetime of a session; None uses the app's
+    ``PERMANENT_SESSION_LIFETIME``.
+
+    .. versionadded:: 0.1
+    """
+
+    session_class = Session
+
+    def __init__(self, engine: SessionEngine, lifetime: timedelta | None = None) -> None:
+        self.engine = engine
+        self.lifetime = lifetime
+
+    def get_session_lifetime(self, app: Flask) -> timedelta:
+        """The absolute lifetime of new sessions."""
+        return self.lifetime if self.lifetime is not None else app.permanent_session_lifetime
+
+    def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
+        """When a permanent session's cookie expires: the deadline, or sooner when idle.
+
+        Non-permanent sessions get a browser-session cookie (None).
+        """
+        if session.permanent and isinstance(session, Session):
+            return session.expires
+        return None
+
+    def open_session(self, app: Flask, request: Request) -> Session:
+        """Make the request's session from its cookie, without reading Redis yet.
+
+        A cookie that is not a well-formed token is ignored.
+        """
+        cookie = request.cookies.get(self.get_cookie_name(app))
+        token = cookie if is_well_formed(cookie) else None
+        return self.engine.open(token, lifetime=self.get_session_lifetime(app))
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Commit the session and set, refresh or delete the cookie."""
+        assert isinstance(session, Session), "the session was not opened by this interface"
+        outcome = self.engine.commit(session)
+        if session.accessed:
+            response.vary.add("Cookie")
+        name = self.get_cookie_name(app)
+        domain = self.get_cookie_domain(app)
+        path = self.get_cookie_path(app)
+        secure = self.get_cookie_secure(app)
+        partitioned = self.get_cookie_partitioned(app)
+        samesite = self.get_cookie_samesite(app)
+        httponly = self.get_cookie_httponly(app)
+        if outcome is Outcome.ENDED:
+            response.delete_cookie(
+                name,
+                domain=domain,
+                path=path,
+                secure=secure,
+                partitioned=partitioned,
+                samesite=samesite,
+                httponly=httponly,
+            )
+            response.vary.add("Cookie")
+            return
+        if outcome not in LIVE_OUTCOMES or not self.should_set_cookie(app, session):
+            return
+        expires = self.get_expiration_time(app, session)
+        max_age = None if expires is None else max(0, math.floor(expires.timestamp() - time.time()))
+        response.set_cookie(
+            name,
+            session.token or "",
+            max_age=max_age,
+            expires=expires,
+            httponly=httponly,
+            domain=domain,
+            path=path,
+            secure=secure,
+            partitioned=partitioned,
+            samesite=samesite,
+        )
+        response.vary.add("Cookie")

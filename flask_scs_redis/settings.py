@@ -1,0 +1,92 @@
+"""Checks for configuration values, run once at set-up with clear messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .errors import ConfigurationError
+
+
+def duration(name: str, value: Any, *, optional: bool = False) -> timedelta | None:
+    """Return ``value`` (a timedelta or a number of seconds) as a positive timedelta.
+
+    :raises ConfigurationError: the value is not a positive duration, or it is
+        None where ``optional`` is false.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    else:
+        allowed = "a timedelta, a number of seconds" + (" or None" if optional else "")
+        raise ConfigurationError(f"{name} must be {allowed}, not {value!r}")
+    if result <= timedelta(0):
+        raise ConfigurationError(f"{name} must be positive, not {value!r}")
+    return result
+
+
+def positive_int(name: str, value: Any) -> int:
+    """Return ``value`` if it is an int above zero.
+
+    :raises ConfigurationError: it is not.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigurationError(f"{name} must be a whole number above zero, not {value!r}")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """Return ``value`` if it is True or False.
+
+    :raises ConfigurationError: it is anything else.
+    """
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def text(name: str, value: Any) -> str:
+    """Return ``value`` if it is a str.
+
+    :raises ConfigurationError: it is not.
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a str, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class FlaskSettings:
+    """The ``SCS_*`` keys of a Flask app's config, checked."""
+
+    redis_url: str
+    redis_client: Any
+    key_prefix: str
+    lifetime: timedelta | None
+    idle_timeout: timedelta | None
+    hash_tokens: bool
+    max_size: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FlaskSettings:
+        """Read and check the ``SCS_*`` keys, with their defaults."""
+        lifetime = config.get("SCS_LIFETIME")
+        return cls(
+            redis_url=text(
+                "SCS_REDIS_URL", config.get("SCS_REDIS_URL", "redis://127.0.0.1:6379/0")
+            ),
+            redis_client=config.get("SCS_REDIS"),
+            key_prefix=text("SCS_KEY_PREFIX", config.get("SCS_KEY_PREFIX", "scs:session:")),
+            # None means Flask's PERMANENT_SESSION_LIFETIME, read at request time.
+            lifetime=None if lifetime is None else duration("SCS_LIFETIME", lifetime),
+            idle_timeout=duration(
+                "SCS_IDLE_TIMEOUT", config.get("SCS_IDLE_TIMEOUT"), optional=True
+            ),
+            hash_tokens=flag("SCS_HASH_TOKENS", config.get("SCS_HASH_TOKENS", True)),
+            max_size=positive_int("SCS_MAX_SIZE", config.get("SCS_MAX_SIZE", 65536)),
+        )
