@@ -1,0 +1,111 @@
+"""init_app: every SCS_* key, its default, and a clear error for bad values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+
+from flask_scs_redis import ConfigurationError, RedisSessions, RedisStore
+from flask_scs_redis.testing import RedisServer
+
+MakeApp = Callable[..., Flask]
+
+
+def store_of(app: Flask) -> RedisStore:
+    return app.session_interface.engine.store  # type: ignore[attr-defined, no-any-return]
+
+
+def test_defaults() -> None:
+    app = Flask(__name__)
+    RedisSessions().init_app(app)
+    interface = app.session_interface
+    store = store_of(app)
+    assert store.prefix == "scs:session:"
+    assert store.hash_tokens is True
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs.get("db", 0)) == ("127.0.0.1", 6379, 0)
+    assert interface.engine.idle_timeout is None  # type: ignore[attr-defined]
+    assert interface.engine.max_size == 65536  # type: ignore[attr-defined]
+    assert interface.lifetime is None  # type: ignore[attr-defined]
+
+
+def test_the_url_is_used_without_connecting_at_init() -> None:
+    app = Flask(__name__)
+    app.config["SCS_REDIS_URL"] = "redis://127.0.0.1:1/3"  # nothing listens there
+    RedisSessions(app)
+    kwargs = store_of(app).client.connection_pool.connection_kwargs
+    assert (kwargs["port"], kwargs["db"]) == (1, 3)
+
+
+def test_a_ready_client_wins_over_the_url(redis_client: redis.Redis) -> None:
+    app = Flask(__name__)
+    app.config.update(SCS_REDIS=redis_client, SCS_REDIS_URL="redis://127.0.0.1:1/0")
+    RedisSessions(app)
+    assert store_of(app).client is redis_client
+
+
+def test_prefix_and_unhashed_tokens_shape_the_keys(
+    make_app: MakeApp, redis_client: redis.Redis
+) -> None:
+    client = make_app(SCS_KEY_PREFIX="myapp:", SCS_HASH_TOKENS=False).test_client()
+    client.get("/incr")
+    token = client.get_cookie("session").value  # type: ignore[union-attr]
+    assert list(redis_client.scan_iter()) == [f"myapp:{token}".encode()]
+
+
+def test_lifetime_defaults_to_permanent_session_lifetime_read_at_request_time(
+    make_app: MakeApp,
+) -> None:
+    from datetime import datetime, timezone
+
+    app = make_app()
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=5)
+    client = app.test_client()
+    client.get("/incr")
+    deadline = datetime.fromisoformat(client.get("/deadline").text)
+    remaining = deadline - datetime.now(timezone.utc)
+    assert timedelta(minutes=4) < remaining <= timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("SCS_LIFETIME", "1 day", "SCS_LIFETIME must be a timedelta"),
+        ("SCS_LIFETIME", 0, "SCS_LIFETIME must be positive"),
+        ("SCS_LIFETIME", timedelta(seconds=-1), "SCS_LIFETIME must be positive"),
+        ("SCS_LIFETIME", True, "SCS_LIFETIME must be a timedelta"),
+        ("SCS_IDLE_TIMEOUT", "soon", "SCS_IDLE_TIMEOUT must be .* or None"),
+        ("SCS_IDLE_TIMEOUT", -5, "SCS_IDLE_TIMEOUT must be positive"),
+        ("SCS_MAX_SIZE", 0, "SCS_MAX_SIZE must be a whole number above zero"),
+        ("SCS_MAX_SIZE", 1.5, "SCS_MAX_SIZE must be a whole number above zero"),
+        ("SCS_HASH_TOKENS", "yes", "SCS_HASH_TOKENS must be True or False"),
+        ("SCS_KEY_PREFIX", b"bytes:", "SCS_KEY_PREFIX must be a str"),
+        ("SCS_REDIS_URL", "http://example.test", "invalid Redis URL"),
+    ],
+)
+def test_an_invalid_value_fails_at_init_app_with_a_clear_message(
+    key: str, value: Any, message: str
+) -> None:
+    app = Flask(__name__)
+    app.config[key] = value
+    with pytest.raises(ConfigurationError, match=message):
+        RedisSessions(app)
+
+
+def test_a_client_that_decodes_responses_is_refused(redis_server: RedisServer) -> None:
+    app = Flask(__name__)
+    app.config["SCS_REDIS"] = redis_server.client(decode_responses=True)
+    with pytest.raises(ConfigurationError, match="decode_responses"):
+        RedisSessions(app)
+
+
+def test_configuration_errors_are_value_errors_and_session_errors() -> None:
+    from flask_scs_redis import SessionError
+
+    assert issubclass(ConfigurationError, ValueError)
+    assert issubclass(ConfigurationError, SessionError)

