@@ -1,4 +1,4 @@
-"""Server-side sessions in Redis for Flask and any WSGI app.
+"""Server-side sessions in Redis for Flask.
 
 The cookie carries only a random token; the session's values live in Redis,
 encoded with msgpack, under a hash of that token, with a TTL.

@@ -8,6 +8,9 @@ it went in as, also when nested and also as a dict key.
 
 Types are matched exactly: a subclass of a supported type (an ``IntEnum``, an
 ``OrderedDict``) is refused rather than silently turned into its base type.
+The one exception is msgpack's own: ``bytearray`` and ``memoryview`` are
+stored as its bin type and come back as ``bytes``. An aware datetime or time
+keeps its UTC offset; a named zone comes back as a fixed-offset timezone.
 """
 
 from __future__ import annotations
@@ -114,6 +117,8 @@ def _to_wire(value: Any, path: str, depth: int) -> Any:
         return msgpack.ExtType(_BIGINT, str(value).encode("ascii"))
     if kind in (str, bytes, float, bool) or value is None:
         return value
+    if kind in (bytearray, memoryview):
+        return bytes(value)  # as the fast packer does: msgpack has one bin type
     if kind is list:
         return [_to_wire(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
     if kind is dict:
@@ -150,7 +155,8 @@ _packers = _PackerPerThread()
 def encode(values: dict[Any, Any]) -> bytes:
     """Encode a session's values.
 
-    Equal values give equal bytes, which is what change detection compares.
+    Equal values, with dict keys in the same order, give equal bytes, which
+    is what change detection compares; sets are encoded in a canonical order.
 
     :raises UnsupportedValueError: a value (or key) has a type the codec does
         not support; the message names it and its key path.

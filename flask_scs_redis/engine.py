@@ -2,8 +2,8 @@
 
 The engine holds configuration only; each request's state lives on its
 :class:`~.session.Session`. It speaks to storage only through
-:class:`~.store.RedisStore` and knows nothing of HTTP, so the Flask interface
-and the WSGI middleware cannot drift apart.
+:class:`~.store.RedisStore` and knows nothing of HTTP, so every adapter (the
+Flask interface, and any other web adapter) gets the same behaviour.
 """
 
 from __future__ import annotations

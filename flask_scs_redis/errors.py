@@ -14,7 +14,7 @@ class SessionError(Exception):
 class ConfigurationError(SessionError, ValueError):
     """A configuration value is missing, of the wrong type or out of range.
 
-    Raised once, when the extension or middleware is set up, never per request.
+    Raised once, at set-up, never per request.
     """
 
 

@@ -18,8 +18,14 @@ class RedisSessions:
         sessions = RedisSessions(app)     # or RedisSessions() and init_app(app)
         session["user_id"] = 42           # stored in Redis, not in the cookie
 
+    To change how cookies are handled, subclass :class:`RedisSessionInterface`
+    and name it in ``interface_class`` on a subclass of this extension.
+
     .. versionadded:: 0.1
     """
+
+    #: The session interface that :meth:`init_app` installs.
+    interface_class: type[RedisSessionInterface] = RedisSessionInterface
 
     def __init__(self, app: Flask | None = None) -> None:
         if app is not None:
@@ -45,7 +51,7 @@ class RedisSessions:
         engine = SessionEngine(
             store, idle_timeout=settings.idle_timeout, max_size=settings.max_size
         )
-        app.session_interface = RedisSessionInterface(engine, lifetime=settings.lifetime)
+        app.session_interface = self.interface_class(engine, lifetime=settings.lifetime)
         app.extensions["scs_redis"] = self
 
     def interface(self, app: Flask | None = None) -> RedisSessionInterface:

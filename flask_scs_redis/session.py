@@ -102,7 +102,10 @@ class Session(dict[str, Any], SessionMixin):
 
     @property
     def new(self) -> bool:  # type: ignore[override]
-        """Whether nothing was stored for this session when the request began."""
+        """Whether no record is stored for this session yet.
+
+        True for a session that is not saved yet, including after :meth:`destroy`.
+        """
         self._ensure_loaded()
         return self._token is None
 

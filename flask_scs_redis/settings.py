@@ -21,7 +21,10 @@ def duration(name: str, value: Any, *, optional: bool = False) -> timedelta | No
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        result = timedelta(seconds=value)
+        try:
+            result = timedelta(seconds=value)
+        except (OverflowError, ValueError):  # inf, nan, or past timedelta's range
+            raise ConfigurationError(f"{name} must be a finite duration, not {value!r}") from None
     else:
         allowed = "a timedelta, a number of seconds" + (" or None" if optional else "")
         raise ConfigurationError(f"{name} must be {allowed}, not {value!r}")

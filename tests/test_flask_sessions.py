@@ -83,7 +83,7 @@ def test_an_unknown_well_formed_token_is_never_adopted(
 
 
 def test_a_malformed_cookie_starts_an_empty_session(client: FlaskClient) -> None:
-    client.set_cookie("session", "x" * 5000)
+    client.set_cookie("session", "x" * 4000)
     assert client.get("/read").data == b"None"
     assert client.get("/incr").data == b"1"
     assert is_well_formed(cookie_token(client))
@@ -379,12 +379,31 @@ def test_set_cookie_follows_a_subclass_should_set_cookie(
         def get_cookie_name(self, app: Flask) -> str:
             return "custom"
 
-    app = build_app(SCS_REDIS=redis_client)
-    engine = app.session_interface.engine  # type: ignore[attr-defined]
-    app.session_interface = NeverSetCookie(engine)
-    assert set_cookie_headers(app.test_client().get("/incr")) == []
-    app.session_interface = NamedCookie(engine)
-    assert set_cookie_headers(app.test_client().get("/incr"))[0].startswith("custom=")
+    for interface, check in [
+        (NeverSetCookie, lambda headers: headers == []),
+        (NamedCookie, lambda headers: headers[0].startswith("custom=")),
+    ]:
+
+        class CustomSessions(RedisSessions):
+            interface_class = interface
+
+        app = build_app(SCS_REDIS=redis_client)
+        CustomSessions(app)
+        assert type(app.session_interface) is interface
+        assert check(set_cookie_headers(app.test_client().get("/incr")))
+
+
+def test_flask_cookie_settings_are_read_at_request_time(app: Flask) -> None:
+    app.config["SESSION_COOKIE_NAME"] = "changed_after_init"
+    assert set_cookie_headers(app.test_client().get("/incr"))[0].startswith("changed_after_init=")
+
+
+def test_the_session_is_a_dict_and_a_session_mixin(app: Flask) -> None:
+    from flask.sessions import SessionMixin
+
+    with app.test_request_context():
+        assert isinstance(session._get_current_object(), dict)  # type: ignore[attr-defined]
+        assert isinstance(session._get_current_object(), SessionMixin)  # type: ignore[attr-defined]
 
 
 # 9. The Flask contract
