@@ -1,0 +1,134 @@
+"""A small Flask app that keeps its sessions in Redis with flask-scs-redis.
+
+Run it with ``make demo``, or ``.venv/bin/python examples/flask_app.py``.
+Without ``SCS_REDIS_URL`` in the environment it starts a throwaway
+redis-server on a free port and stops it on exit; set ``SCS_REDIS_URL`` to use
+a Redis of your own instead. ``DEMO_PORT`` changes the HTTP port (5000).
+
+The page shows a per-session visit counter, a login form, a logout button,
+flash messages, and when the session ends. It never shows the session token:
+the token is the cookie, and whoever holds it holds the session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from datetime import timedelta
+from types import FrameType
+
+from flask import Flask, flash, redirect, render_template_string, request, session, url_for
+from werkzeug.wrappers import Response
+
+from flask_scs_redis import RedisSessions
+from flask_scs_redis.testing import RedisServer
+
+PAGE = """<!doctype html>
+<title>flask-scs-redis demo</title>
+<h1>flask-scs-redis demo</h1>
+{% for category, message in get_flashed_messages(with_categories=true) %}
+  <p class="flash {{ category }}">[{{ category }}] {{ message }}</p>
+{% endfor %}
+<p>Visits in this session: {{ visits }}</p>
+<p>New session (nothing stored before this request): {{ is_new }}</p>
+<p>Session deadline (UTC): {{ deadline.isoformat(timespec="seconds") }}</p>
+{% if user %}
+  <p>Logged in as <b>{{ user }}</b>.</p>
+  <form method="post" action="{{ url_for('logout') }}"><button>Log out</button></form>
+{% else %}
+  <form method="post" action="{{ url_for('login') }}">
+    <input name="username" placeholder="your name" required>
+    <button>Log in</button>
+  </form>
+{% endif %}
+"""
+
+
+def create_app(redis_url: str) -> Flask:
+    """Build the demo app on the Redis at ``redis_url``."""
+    app = Flask(__name__)
+    app.config.update(
+        SCS_REDIS_URL=redis_url,
+        # A session ends after 30 minutes without a request that uses it,
+        # and 12 hours after it started (or was renewed) whatever happens.
+        SCS_IDLE_TIMEOUT=timedelta(minutes=30),
+        SCS_LIFETIME=timedelta(hours=12),
+        # Flask's own cookie settings are honoured.
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    # No SECRET_KEY: the cookie holds only a random token and flash() keeps
+    # its messages in the server-side session, so nothing needs signing.
+    RedisSessions(app)
+
+    @app.get("/")
+    def index() -> str:
+        session["visits"] = session.get("visits", 0) + 1
+        return render_template_string(
+            PAGE,
+            visits=session["visits"],
+            user=session.get("user"),
+            is_new=session.new,
+            deadline=session.deadline,
+        )
+
+    @app.post("/login")
+    def login() -> Response:
+        username = request.form.get("username", "").strip()
+        if not username:
+            flash("Please enter a name.", "error")
+            return redirect(url_for("index"))
+        # Session fixation: an attacker may have planted a token of their own
+        # in this browser before login. renew() moves the session to a fresh
+        # token at the end of this request and deletes the old record, so a
+        # token known before login is worthless after it.
+        session.renew()
+        session["user"] = username
+        flash(f"Welcome, {username}!", "success")
+        return redirect(url_for("index"))
+
+    @app.post("/logout")
+    def logout() -> Response:
+        # destroy() deletes the record in Redis now and removes the cookie, so
+        # the old token is dead even if someone copied it. No flash() here: a
+        # value written after destroy() would start a brand-new session (and
+        # set a new cookie) just to carry the message.
+        session.destroy()
+        return redirect(url_for("index"))
+
+    return app
+
+
+def serve(app: Flask) -> None:
+    """Serve ``app`` on 127.0.0.1 until Ctrl-C."""
+    port = int(os.environ.get("DEMO_PORT", "5000"))
+    # No reloader: it would run this script again in a child process, which
+    # would start a second throwaway Redis.
+    app.run(host="127.0.0.1", port=port, use_reloader=False)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Turn SIGTERM into SystemExit so the finally block below still runs.
+    sys.exit(128 + signum)
+
+
+def main() -> None:
+    redis_url = os.environ.get("SCS_REDIS_URL")
+    if redis_url:
+        serve(create_app(redis_url))
+        return
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    server = RedisServer()
+    try:
+        server.start()
+        print(f"Started a throwaway Redis at {server.url}; it stops when the demo does.")
+        serve(create_app(server.url))
+    finally:
+        # Runs on a normal exit, on an error, on SIGTERM and after Ctrl-C
+        # (the development server stops quietly on KeyboardInterrupt).
+        server.close()
+        print("Stopped the throwaway Redis.")
+
+
+if __name__ == "__main__":
+    main()
