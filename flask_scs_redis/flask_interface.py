@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
@@ -61,39 +62,30 @@ class RedisSessionInterface(SessionInterface):
         outcome = self.engine.commit(session)
         if session.accessed:
             response.vary.add("Cookie")
-        name = self.get_cookie_name(app)
-        domain = self.get_cookie_domain(app)
-        path = self.get_cookie_path(app)
-        secure = self.get_cookie_secure(app)
-        partitioned = self.get_cookie_partitioned(app)
-        samesite = self.get_cookie_samesite(app)
-        httponly = self.get_cookie_httponly(app)
         if outcome is Outcome.ENDED:
-            response.delete_cookie(
-                name,
-                domain=domain,
-                path=path,
-                secure=secure,
-                partitioned=partitioned,
-                samesite=samesite,
-                httponly=httponly,
+            response.delete_cookie(self.get_cookie_name(app), **self._cookie_attributes(app))
+        elif outcome in LIVE_OUTCOMES and self.should_set_cookie(app, session):
+            expires = self.get_expiration_time(app, session)
+            max_age = (
+                None if expires is None else max(0, math.floor(expires.timestamp() - time.time()))
             )
-            response.vary.add("Cookie")
+            response.set_cookie(
+                self.get_cookie_name(app),
+                session.token or "",
+                max_age=max_age,
+                expires=expires,
+                **self._cookie_attributes(app),
+            )
+        else:
             return
-        if outcome not in LIVE_OUTCOMES or not self.should_set_cookie(app, session):
-            return
-        expires = self.get_expiration_time(app, session)
-        max_age = None if expires is None else max(0, math.floor(expires.timestamp() - time.time()))
-        response.set_cookie(
-            name,
-            session.token or "",
-            max_age=max_age,
-            expires=expires,
-            httponly=httponly,
-            domain=domain,
-            path=path,
-            secure=secure,
-            partitioned=partitioned,
-            samesite=samesite,
-        )
         response.vary.add("Cookie")
+
+    def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
+        return {
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "httponly": self.get_cookie_httponly(app),
+            "samesite": self.get_cookie_samesite(app),
+            "partitioned": self.get_cookie_partitioned(app),
+        }

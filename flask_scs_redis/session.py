@@ -33,9 +33,7 @@ def _loads_first(method: _Method) -> _Method:
     """Wrap a ``dict`` method so that it loads the session before it runs."""
 
     def loading(self: Session, *args: Any, **kwargs: Any) -> Any:
-        if self._status is Status.UNLOADED:
-            self._engine.load(self)
-        self.accessed = True
+        self._ensure_loaded()
         return method(self, *args, **kwargs)
 
     loading.__name__ = method.__name__
