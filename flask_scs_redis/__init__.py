@@ -1,4 +1,4 @@
-"""Server-side sessions in Redis for Flask.
+"""Server-side sessions in Redis for Flask and any WSGI app.
 
 The cookie carries only a random token; the session's values live in Redis,
 encoded with msgpack, under a hash of that token, with a TTL.
@@ -17,6 +17,7 @@ from .errors import (
 )
 from .extension import RedisSessions
 from .flask_interface import RedisSessionInterface
+from .middleware import SessionMiddleware
 from .session import Session, Status
 from .store import RedisStore
 
@@ -29,6 +30,7 @@ __all__ = [
     "Session",
     "SessionEngine",
     "SessionError",
+    "SessionMiddleware",
     "SessionStoreError",
     "SessionStoreUnavailable",
     "SessionTooLargeError",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 
+from .cookies import max_age_until
 from .engine import LIVE_OUTCOMES, Outcome, SessionEngine
 from .session import Session
 from .tokens import is_well_formed
@@ -66,13 +65,10 @@ class RedisSessionInterface(SessionInterface):
             response.delete_cookie(self.get_cookie_name(app), **self._cookie_attributes(app))
         elif outcome in LIVE_OUTCOMES and self.should_set_cookie(app, session):
             expires = self.get_expiration_time(app, session)
-            max_age = (
-                None if expires is None else max(0, math.floor(expires.timestamp() - time.time()))
-            )
             response.set_cookie(
                 self.get_cookie_name(app),
                 session.token or "",
-                max_age=max_age,
+                max_age=max_age_until(expires),
                 expires=expires,
                 **self._cookie_attributes(app),
             )

@@ -10,14 +10,11 @@ from typing import Any
 from .errors import ConfigurationError
 
 
-def duration(name: str, value: Any, *, optional: bool = False) -> timedelta | None:
+def duration(name: str, value: Any) -> timedelta:
     """Return ``value`` (a timedelta or a number of seconds) as a positive timedelta.
 
-    :raises ConfigurationError: the value is not a positive duration, or it is
-        None where ``optional`` is false.
+    :raises ConfigurationError: the value is not a positive, finite duration.
     """
-    if value is None and optional:
-        return None
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -26,11 +23,17 @@ def duration(name: str, value: Any, *, optional: bool = False) -> timedelta | No
         except (OverflowError, ValueError):  # inf, nan, or past timedelta's range
             raise ConfigurationError(f"{name} must be a finite duration, not {value!r}") from None
     else:
-        allowed = "a timedelta, a number of seconds" + (" or None" if optional else "")
-        raise ConfigurationError(f"{name} must be {allowed}, not {value!r}")
+        raise ConfigurationError(
+            f"{name} must be a timedelta or a number of seconds, not {value!r}"
+        )
     if result <= timedelta(0):
         raise ConfigurationError(f"{name} must be positive, not {value!r}")
     return result
+
+
+def optional_duration(name: str, value: Any) -> timedelta | None:
+    """As :func:`duration`, but None is allowed and returned as is."""
+    return None if value is None else duration(name, value)
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -78,7 +81,6 @@ class FlaskSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FlaskSettings:
         """Read and check the ``SCS_*`` keys, with their defaults."""
-        lifetime = config.get("SCS_LIFETIME")
         return cls(
             redis_url=text(
                 "SCS_REDIS_URL", config.get("SCS_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -86,10 +88,8 @@ class FlaskSettings:
             redis_client=config.get("SCS_REDIS"),
             key_prefix=text("SCS_KEY_PREFIX", config.get("SCS_KEY_PREFIX", "scs:session:")),
             # None means Flask's PERMANENT_SESSION_LIFETIME, read at request time.
-            lifetime=None if lifetime is None else duration("SCS_LIFETIME", lifetime),
-            idle_timeout=duration(
-                "SCS_IDLE_TIMEOUT", config.get("SCS_IDLE_TIMEOUT"), optional=True
-            ),
+            lifetime=optional_duration("SCS_LIFETIME", config.get("SCS_LIFETIME")),
+            idle_timeout=optional_duration("SCS_IDLE_TIMEOUT", config.get("SCS_IDLE_TIMEOUT")),
             hash_tokens=flag("SCS_HASH_TOKENS", config.get("SCS_HASH_TOKENS", True)),
             max_size=positive_int("SCS_MAX_SIZE", config.get("SCS_MAX_SIZE", 65536)),
         )

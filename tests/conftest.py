@@ -1,4 +1,4 @@
-"""Fixtures: real redis-server processes of our own, and a Flask app on them."""
+"""Fixtures: real redis-server processes of our own, and apps on them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import Client
 
 from flask_scs_redis.testing import CommandCounter, RedisServer
 
-from apps import build_app
+from views import build_flask_app, build_wsgi_app
 
 
 @pytest.fixture(scope="session")
@@ -44,14 +45,37 @@ def count(redis_client: redis.Redis) -> Callable[[], CommandCounter]:
     return lambda: CommandCounter(redis_client)
 
 
-@pytest.fixture
-def make_app(redis_client: redis.Redis) -> Callable[..., Flask]:
-    """Build the test app on the shared server, with extra config as keywords."""
+@pytest.fixture(params=["flask", "wsgi"])
+def adapter(request: pytest.FixtureRequest) -> str:
+    """Which adapter the behavioural suite drives."""
+    return str(request.param)
 
-    def make(**config: Any) -> Flask:
-        return build_app(SCS_REDIS=redis_client, **config)
+
+@pytest.fixture
+def make_client(adapter: str, redis_client: redis.Redis) -> Callable[..., Client]:
+    """Make a cookie-keeping test client of the views behind ``adapter``.
+
+    Keywords are adapter-neutral options (``lifetime``, ``idle_timeout``,
+    ``cookie_name``, ...), translated to Flask config or middleware arguments.
+    """
+
+    def make(**options: Any) -> Client:
+        if adapter == "flask":
+            return build_flask_app(redis_client, **options).test_client()
+        return Client(build_wsgi_app(redis_client, **options))
 
     return make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., Client]) -> Client:
+    return make_client()
+
+
+@pytest.fixture
+def make_app(redis_client: redis.Redis) -> Callable[..., Flask]:
+    """Build the Flask test app on the shared server, with extra config as keywords."""
+    return lambda **config: build_flask_app(redis_client, **config)
 
 
 @pytest.fixture
@@ -60,5 +84,5 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
+def flask_client(app: Flask) -> FlaskClient:
     return app.test_client()

@@ -1,4 +1,4 @@
-"""Idle and absolute timeouts, with short real timeouts on a real Redis."""
+"""Idle and absolute timeouts, with short real timeouts on a real Redis, for both adapters."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import time
 from collections.abc import Callable
 
 import redis
-from flask import Flask
+from werkzeug.test import Client
 
-MakeApp = Callable[..., Flask]
+MakeClient = Callable[..., Client]
 
 
 def test_the_absolute_lifetime_holds_under_constant_activity(
-    make_app: MakeApp, redis_client: redis.Redis
+    make_client: MakeClient, redis_client: redis.Redis
 ) -> None:
-    client = make_app(SCS_LIFETIME=1.0, SCS_IDLE_TIMEOUT=0.5).test_client()
+    client = make_client(lifetime=1.0, idle_timeout=0.5)
     started = time.monotonic()
     client.get("/incr")
     reads = []
@@ -25,8 +25,8 @@ def test_the_absolute_lifetime_holds_under_constant_activity(
     assert all(value == "None" for at, value in reads if at > 1.05), reads
 
 
-def test_writes_do_not_extend_the_absolute_lifetime(make_app: MakeApp) -> None:
-    client = make_app(SCS_LIFETIME=0.6).test_client()
+def test_writes_do_not_extend_the_absolute_lifetime(make_client: MakeClient) -> None:
+    client = make_client(lifetime=0.6)
     client.get("/incr")
     time.sleep(0.3)
     assert client.get("/incr").text == "2"
@@ -34,8 +34,10 @@ def test_writes_do_not_extend_the_absolute_lifetime(make_app: MakeApp) -> None:
     assert client.get("/read").text == "None"
 
 
-def test_the_idle_timeout_slides_with_reads(make_app: MakeApp, redis_client: redis.Redis) -> None:
-    client = make_app(SCS_LIFETIME=60, SCS_IDLE_TIMEOUT=0.5).test_client()
+def test_the_idle_timeout_slides_with_reads(
+    make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    client = make_client(lifetime=60, idle_timeout=0.5)
     client.get("/incr")
     for _ in range(5):  # 1.5 s in all, three idle timeouts
         time.sleep(0.3)
@@ -45,8 +47,8 @@ def test_the_idle_timeout_slides_with_reads(make_app: MakeApp, redis_client: red
     assert list(redis_client.scan_iter()) == []  # Redis dropped the key itself
 
 
-def test_the_idle_timeout_slides_with_writes(make_app: MakeApp) -> None:
-    client = make_app(SCS_LIFETIME=60, SCS_IDLE_TIMEOUT=0.5).test_client()
+def test_the_idle_timeout_slides_with_writes(make_client: MakeClient) -> None:
+    client = make_client(lifetime=60, idle_timeout=0.5)
     for expected in range(1, 6):
         assert client.get("/incr").text == str(expected)
         time.sleep(0.3)
@@ -54,8 +56,10 @@ def test_the_idle_timeout_slides_with_writes(make_app: MakeApp) -> None:
     assert client.get("/read").text == "None"
 
 
-def test_a_request_that_never_touches_the_session_does_not_slide_it(make_app: MakeApp) -> None:
-    client = make_app(SCS_LIFETIME=60, SCS_IDLE_TIMEOUT=0.5).test_client()
+def test_a_request_that_never_touches_the_session_does_not_slide_it(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(lifetime=60, idle_timeout=0.5)
     client.get("/incr")
     for _ in range(3):
         time.sleep(0.25)

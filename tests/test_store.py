@@ -14,6 +14,8 @@ from redis.retry import Retry
 from flask_scs_redis import RedisStore, SessionStoreError, SessionStoreUnavailable
 from flask_scs_redis.testing import RedisServer
 
+from views import build_flask_app
+
 MakeApp = Callable[..., Flask]
 
 # Fail at once, so an outage test does not wait through backoff.
@@ -85,9 +87,7 @@ def test_a_failing_command_raises_a_store_error(redis_client: redis.Redis) -> No
 def test_an_outage_costs_nothing_until_the_session_is_used(
     fresh_redis_server: RedisServer,
 ) -> None:
-    from apps import build_app
-
-    app = build_app(SCS_REDIS=fresh_redis_server.client(retry=NO_RETRY))
+    app = build_flask_app(fresh_redis_server.client(retry=NO_RETRY))
     client = app.test_client()
     client.get("/incr")
     fresh_redis_server.stop()

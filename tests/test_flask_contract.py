@@ -1,0 +1,150 @@
+"""The Flask side of the contract: Flask's config keys, hooks, helpers and test client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from flask import Flask, Response, session, stream_with_context
+from flask.sessions import SessionMixin
+from flask.testing import FlaskClient
+from markupsafe import Markup
+
+from flask_scs_redis import RedisSessionInterface, RedisSessions, Session
+
+from test_codec import SAMPLES, same_types
+from views import build_flask_app
+
+MakeApp = Callable[..., Flask]
+
+
+def set_cookie_headers(response: Any) -> list[str]:
+    return list(response.headers.getlist("Set-Cookie"))
+
+
+def test_values_of_every_type_survive_a_round_trip_through_redis(app: Flask) -> None:
+    @app.get("/check")
+    def check() -> str:
+        return str(same_types(dict(session), SAMPLES))
+
+    client = app.test_client()
+    with client.session_transaction() as sess:
+        sess.update(SAMPLES)
+    assert client.get("/check").text == "True"
+
+
+def test_without_refresh_each_request_a_permanent_read_sends_no_cookie(make_app: MakeApp) -> None:
+    client = make_app(SESSION_REFRESH_EACH_REQUEST=False).test_client()
+    client.get("/permanent")
+    assert set_cookie_headers(client.get("/read")) == []
+
+
+def test_the_cookie_path_falls_back_to_application_root(make_app: MakeApp) -> None:
+    client = make_app(APPLICATION_ROOT="/root").test_client()
+    assert "Path=/root" in set_cookie_headers(client.get("/incr"))[0]
+
+
+def test_the_lifetime_defaults_to_permanent_session_lifetime(make_app: MakeApp) -> None:
+    client = make_app(PERMANENT_SESSION_LIFETIME=3600).test_client()
+    header = set_cookie_headers(client.get("/permanent"))[0]
+    assert "Max-Age=3599" in header or "Max-Age=3600" in header
+
+
+def test_set_cookie_follows_a_subclass_should_set_cookie(redis_client: redis.Redis) -> None:
+    class NeverSetCookie(RedisSessionInterface):
+        def should_set_cookie(self, app: Flask, session: Any) -> bool:
+            return False
+
+    class NamedCookie(RedisSessionInterface):
+        def get_cookie_name(self, app: Flask) -> str:
+            return "custom"
+
+    for interface, check in [
+        (NeverSetCookie, lambda headers: headers == []),
+        (NamedCookie, lambda headers: headers[0].startswith("custom=")),
+    ]:
+
+        class CustomSessions(RedisSessions):
+            interface_class = interface
+
+        app = build_flask_app(redis_client)
+        CustomSessions(app)
+        assert type(app.session_interface) is interface
+        assert check(set_cookie_headers(app.test_client().get("/incr")))
+
+
+def test_flask_cookie_settings_are_read_at_request_time(app: Flask) -> None:
+    app.config["SESSION_COOKIE_NAME"] = "changed_after_init"
+    assert set_cookie_headers(app.test_client().get("/incr"))[0].startswith("changed_after_init=")
+
+
+def test_the_session_is_a_dict_and_a_session_mixin(app: Flask) -> None:
+    with app.test_request_context():
+        current = session._get_current_object()  # type: ignore[attr-defined]
+        assert isinstance(current, dict)
+        assert isinstance(current, SessionMixin)
+
+
+def test_session_transaction_reads_and_writes_the_real_session(flask_client: FlaskClient) -> None:
+    with flask_client.session_transaction() as sess:
+        assert isinstance(sess, Session)
+        sess["n"] = 41
+    assert flask_client.get("/incr").text == "42"
+    with flask_client.session_transaction() as sess:
+        assert sess["n"] == 42
+
+
+def test_changes_made_in_after_request_are_saved(app: Flask) -> None:
+    @app.after_request
+    def mark(response: Response) -> Response:
+        session["seen_by_after_request"] = True
+        return response
+
+    client = app.test_client()
+    client.get("/none")
+    with client.session_transaction() as sess:
+        assert sess["seen_by_after_request"] is True
+
+
+def test_the_session_works_inside_stream_with_context(app: Flask) -> None:
+    @app.get("/stream")
+    def stream() -> Response:
+        def chunks() -> Any:
+            yield "n="
+            yield repr(session.get("n"))
+
+        return Response(stream_with_context(chunks()))
+
+    client = app.test_client()
+    client.get("/incr")
+    assert client.get("/stream").text == "n=1"
+
+
+def test_a_session_written_before_an_http_error_is_saved(flask_client: FlaskClient) -> None:
+    assert flask_client.get("/abort-after-write").status_code == 404
+    with flask_client.session_transaction() as sess:
+        assert sess["before_abort"] is True
+
+
+def test_a_session_written_before_an_unhandled_error_is_saved(make_app: MakeApp) -> None:
+    client = make_app(TESTING=False).test_client()
+    assert client.get("/fail-after-write").status_code == 500
+    with client.session_transaction() as sess:
+        assert sess["before_failure"] is True
+
+
+def test_flash_keeps_markup_and_categories(flask_client: FlaskClient) -> None:
+    flask_client.get("/flash", query_string={"message": "plain", "category": "info"})
+    with flask_client.session_transaction() as sess:
+        sess["_flashes"].append(("error", Markup("<b>bold</b>")))
+    flashes = flask_client.get("/flashes").text
+    assert flashes == repr([("info", "plain"), ("error", Markup("<b>bold</b>"))])
+    assert flask_client.get("/flashes").text == "[]"
+
+
+def test_the_extension_registers_itself(app: Flask) -> None:
+    extension = app.extensions["scs_redis"]
+    assert isinstance(extension, RedisSessions)
+    assert isinstance(app.session_interface, RedisSessionInterface)
+    assert extension.store(app) is app.session_interface.engine.store
