@@ -13,16 +13,13 @@ the token is the cookie, and whoever holds it holds the session.
 from __future__ import annotations
 
 import os
-import signal
-import sys
 from datetime import timedelta
-from types import FrameType
 
 from flask import Flask, flash, redirect, render_template_string, request, session, url_for
 from werkzeug.wrappers import Response
 
 from flask_scs_redis import RedisSessions
-from flask_scs_redis.testing import RedisServer
+from flask_scs_redis.testing import redis_url_or_throwaway
 
 PAGE = """<!doctype html>
 <title>flask-scs-redis demo</title>
@@ -107,27 +104,9 @@ def serve(app: Flask) -> None:
     app.run(host="127.0.0.1", port=port, use_reloader=False)
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Turn SIGTERM into SystemExit so the finally block below still runs.
-    sys.exit(128 + signum)
-
-
 def main() -> None:
-    redis_url = os.environ.get("SCS_REDIS_URL")
-    if redis_url:
+    with redis_url_or_throwaway() as redis_url:
         serve(create_app(redis_url))
-        return
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    server = RedisServer()
-    try:
-        server.start()
-        print(f"Started a throwaway Redis at {server.url}; it stops when the demo does.")
-        serve(create_app(server.url))
-    finally:
-        # Runs on a normal exit, on an error, on SIGTERM and after Ctrl-C
-        # (the development server stops quietly on KeyboardInterrupt).
-        server.close()
-        print("Stopped the throwaway Redis.")
 
 
 if __name__ == "__main__":

@@ -22,10 +22,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 import redis
@@ -205,3 +208,28 @@ class CommandCounter:
             for name, calls in after.items()
             if name not in _BOOKKEEPING and calls > self._before.get(name, 0)
         }
+
+
+@contextmanager
+def redis_url_or_throwaway(env_var: str = "SCS_REDIS_URL") -> Iterator[str]:
+    """Yield the Redis URL in ``env_var``, or run a throwaway server for the block.
+
+    Meant for demo scripts: while the throwaway server runs, SIGTERM ends the
+    block as Ctrl-C does, so the server is stopped however the script ends.
+    """
+    configured = os.environ.get(env_var)
+    if configured:
+        yield configured
+        return
+
+    def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+        sys.exit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        with RedisServer() as server:
+            print(f"Started a throwaway Redis at {server.url}; it stops when this script does.")
+            yield server.url
+        print("Stopped the throwaway Redis.")
+    finally:
+        signal.signal(signal.SIGTERM, previous)

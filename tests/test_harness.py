@@ -10,7 +10,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from flask_scs_redis.testing import CommandCounter, RedisServer, find_redis_server
+from flask_scs_redis.testing import (
+    CommandCounter,
+    RedisServer,
+    find_redis_server,
+    redis_url_or_throwaway,
+)
 
 # Fail at once, so an outage test does not wait through backoff.
 NO_RETRY = Retry(NoBackoff(), 0)
@@ -54,3 +59,17 @@ def test_the_counter_counts_only_what_ran_in_the_block(redis_client: redis.Redis
         redis_client.get("a")
     assert counted.by_command == {"set": 1, "get": 2}
     assert counted.total == 3
+
+
+def test_demos_use_the_configured_url_or_a_throwaway_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCS_REDIS_URL", "redis://127.0.0.1:1/0")
+    with redis_url_or_throwaway() as url:
+        assert url == "redis://127.0.0.1:1/0"
+    monkeypatch.delenv("SCS_REDIS_URL")
+    with redis_url_or_throwaway() as url:
+        client = redis.Redis.from_url(url, retry=NO_RETRY)
+        assert client.ping()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        client.ping()
