@@ -9,6 +9,7 @@ from __future__ import annotations
 from .engine import Outcome, SessionEngine
 from .errors import (
     ConfigurationError,
+    SessionConflictError,
     SessionError,
     SessionStoreError,
     SessionStoreUnavailable,
@@ -28,6 +29,7 @@ __all__ = [
     "RedisSessions",
     "RedisStore",
     "Session",
+    "SessionConflictError",
     "SessionEngine",
     "SessionError",
     "SessionMiddleware",

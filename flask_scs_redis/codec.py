@@ -45,7 +45,21 @@ _PackNested = Callable[[Any, str], bytes]
 
 _INT64_MIN = -(2**63)
 _UINT64_MAX = 2**64 - 1
-_MAX_DEPTH = 100
+# Lists and dicts deeper than this are refused on the slow path, which runs
+# only for a value the fast packer refused; Python's own limit comes soon after.
+_MAX_DEPTH = 200
+# Tuples, sets and timedeltas nest through Python callbacks and a fresh C
+# unpacker each, so their depth is capped much lower, alike on both sides:
+# what can be stored can always be read back, and a hostile record cannot
+# exhaust the C stack.
+MAX_EXTENSION_DEPTH = 16
+
+
+class _Nesting(threading.local):
+    depth = 0
+
+
+_nesting = _Nesting()
 
 
 def _pack_members(members: Any, pack: _PackNested) -> bytes:
@@ -91,18 +105,22 @@ _DECODERS: dict[int, Callable[[bytes], Any]] = {
 
 def _ext_default(value: Any) -> msgpack.ExtType:
     entry = _ENCODERS.get(type(value))
-    if entry is None:
+    if entry is None or _nesting.depth >= MAX_EXTENSION_DEPTH:
         # The slow path below finds the value again and names its key path.
         raise TypeError(type(value).__qualname__)
     code, encode = entry
-    return msgpack.ExtType(code, encode(value, _pack_fast))
+    _nesting.depth += 1
+    try:
+        return msgpack.ExtType(code, encode(value, _pack_fast))
+    finally:
+        _nesting.depth -= 1
 
 
 def _pack_fast(value: Any, _step: str = "") -> bytes:
     return msgpack.packb(value, default=_ext_default, strict_types=True, use_bin_type=True)
 
 
-def _to_wire(value: Any, path: str, depth: int) -> Any:
+def _to_wire(value: Any, path: str, depth: int, extension_depth: int = 0) -> Any:
     """Rebuild ``value`` from msgpack-native types and extension types.
 
     This is the slow path: it runs only when the fast packer refused a value,
@@ -120,11 +138,14 @@ def _to_wire(value: Any, path: str, depth: int) -> Any:
     if kind in (bytearray, memoryview):
         return bytes(value)  # as the fast packer does: msgpack has one bin type
     if kind is list:
-        return [_to_wire(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
+        return [
+            _to_wire(item, f"{path}[{index}]", depth + 1, extension_depth)
+            for index, item in enumerate(value)
+        ]
     if kind is dict:
         return {
-            _to_wire(key, f"{path} (a key)", depth + 1): _to_wire(
-                item, f"{path}[{key!r}]", depth + 1
+            _to_wire(key, f"{path} (a key)", depth + 1, extension_depth): _to_wire(
+                item, f"{path}[{key!r}]", depth + 1, extension_depth
             )
             for key, item in value.items()
         }
@@ -135,10 +156,15 @@ def _to_wire(value: Any, path: str, depth: int) -> Any:
             " supported are dict, list, tuple, set, frozenset, str, bytes, int, float, bool,"
             " None, Markup, UUID, datetime, date, time, timedelta and Decimal"
         )
+    if extension_depth >= MAX_EXTENSION_DEPTH:
+        raise UnsupportedValueError(
+            f"tuples, sets and timedeltas nested more than {MAX_EXTENSION_DEPTH} deep at {path}"
+        )
     code, encode = entry
 
     def pack_nested(item: Any, step: str) -> bytes:
-        return msgpack.packb(_to_wire(item, path + step, depth + 1), use_bin_type=True)
+        wire = _to_wire(item, path + step, depth + 1, extension_depth + 1)
+        return msgpack.packb(wire, use_bin_type=True)
 
     return msgpack.ExtType(code, encode(value, pack_nested))
 
@@ -163,17 +189,27 @@ def encode(values: dict[Any, Any]) -> bytes:
     """
     try:
         return _packers.packer.pack(values)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, RecursionError):
         # A Packer must be reset after a failed pack; a fresh one is simpler.
         _packers.packer = msgpack.Packer(default=_ext_default, strict_types=True, use_bin_type=True)
-    return msgpack.packb(_to_wire(values, "session", 0), use_bin_type=True)
+    try:
+        wire = _to_wire(values, "session", 0)
+    except RecursionError:
+        raise UnsupportedValueError("session values are nested too deeply to store") from None
+    return msgpack.packb(wire, use_bin_type=True)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
     decode_ext = _DECODERS.get(code)
     if decode_ext is None:
         raise ValueError(f"unknown msgpack extension type {code}")
-    return decode_ext(data)
+    if _nesting.depth >= MAX_EXTENSION_DEPTH:
+        raise ValueError(f"extension types nested more than {MAX_EXTENSION_DEPTH} deep")
+    _nesting.depth += 1
+    try:
+        return decode_ext(data)
+    finally:
+        _nesting.depth -= 1
 
 
 def _unpack(data: bytes) -> Any:

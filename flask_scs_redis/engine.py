@@ -12,12 +12,13 @@ import enum
 import logging
 import time
 from datetime import timedelta
+from typing import Any
 
 from . import codec
-from .errors import SessionTooLargeError
-from .record import CorruptRecordError, Record, pack_record, unpack_record
+from .errors import SessionConflictError, SessionTooLargeError
+from .record import Record, pack_record, revision_tag, unpack_record
 from .session import Session, Status
-from .store import RedisStore
+from .store import RedisStore, WriteStatus
 from .tokens import new_token, token_digest
 
 logger = logging.getLogger("flask_scs_redis")
@@ -45,6 +46,7 @@ class Outcome(enum.Enum):
 
 #: Outcomes after which the cookie carries a token that the store knows.
 LIVE_OUTCOMES = frozenset({Outcome.UNCHANGED, Outcome.SAVED, Outcome.CREATED})
+_WRITTEN = frozenset({Outcome.SAVED, Outcome.CREATED, Outcome.ENDED})
 
 
 def _now_ms() -> int:
@@ -59,17 +61,24 @@ class SessionEngine:
     """Load and save sessions in a :class:`~.store.RedisStore`.
 
     ``idle_timeout`` ends a session that goes unused that long (None: never);
-    ``max_size`` caps the encoded record in bytes.
+    ``max_size`` caps the encoded record in bytes; ``max_attempts`` bounds the
+    compare-and-set retries of one save when other requests keep writing.
 
     .. versionadded:: 0.1
     """
 
     def __init__(
-        self, store: RedisStore, *, idle_timeout: timedelta | None = None, max_size: int = 65536
+        self,
+        store: RedisStore,
+        *,
+        idle_timeout: timedelta | None = None,
+        max_size: int = 65536,
+        max_attempts: int = 10,
     ) -> None:
         self.store = store
         self.idle_timeout = idle_timeout
         self.max_size = max_size
+        self.max_attempts = max_attempts
         self._idle_ms = None if idle_timeout is None else _milliseconds(idle_timeout)
 
     def open(
@@ -97,36 +106,25 @@ class SessionEngine:
         now = _now_ms()
         idle_expiry = None if self._idle_ms is None else now + self._idle_ms
         blob = self.store.find(key, idle_expiry_ms=idle_expiry)
-        if blob is None:
+        found = None if blob is None else self._read(blob, token, key)
+        if found is None or found[0].deadline_ms <= now:
             self._start_new(session, Status.LOADED)
             return
-        try:
-            record = unpack_record(blob)
-            values = codec.decode(record.values)
-        except (CorruptRecordError, ValueError) as exc:
-            logger.warning(
-                "ignoring an unreadable session record (token %s…): %s",
-                token_digest(token)[:12],
-                exc,
-            )
-            self._start_new(session, Status.LOADED)
-            return
-        if record.deadline_ms <= now:
-            self._start_new(session, Status.LOADED)
-            return
+        record, values = found
         dict.update(session, values)
         session._token = token
         session._key = key
-        session._stored_values = record.values
-        session._deadline_ms = record.deadline_ms
-        session._created_ms = record.created_ms
+        self._adopt(session, record)
         session._expiry_ms = (
             record.deadline_ms if idle_expiry is None else min(record.deadline_ms, idle_expiry)
         )
         session._status = Status.LOADED
 
     def destroy(self, session: Session) -> None:
-        """Delete the session's record now and start it over, empty and tokenless."""
+        """Delete the session's record now and start it over, empty and tokenless.
+
+        The delete is unconditional: a logout wins over any write in flight.
+        """
         if session._status is Status.UNLOADED:
             token = session._cookie_token
             key = None if token is None else self.store.key_for(token)
@@ -138,51 +136,177 @@ class SessionEngine:
         self._start_new(session, Status.DESTROYED)
 
     def commit(self, session: Session) -> Outcome:
-        """Save what the request did to the session, in at most one round trip.
+        """Save what the request did to the session.
+
+        A stored session is written with compare-and-set against the revision
+        the request read. If another request wrote first, this request's own
+        changes (the keys it set or deleted) are applied to what that request
+        left, and the write is tried again, up to ``max_attempts`` times. A
+        session that another request destroyed or renewed meanwhile is not
+        written back.
 
         :raises UnsupportedValueError: a value cannot be encoded.
         :raises SessionTooLargeError: the record would exceed ``max_size``;
             the stored record is left as it was.
+        :raises SessionConflictError: the record kept changing under us.
         :raises SessionStoreError: the store failed.
         """
-        status = session._status
-        if status is Status.UNLOADED:
+        if session._status is Status.UNLOADED:
             return Outcome.UNTOUCHED
+        for _ in range(self.max_attempts):
+            outcome, current = self._try_commit(session)
+            if outcome is not None:
+                session.modified = outcome in _WRITTEN
+                return outcome
+            assert current is not None
+            if not self._rebase(session, current):
+                session.modified = False
+                return Outcome.VANISHED
+        raise SessionConflictError(
+            f"the session changed under {self.max_attempts} attempts to save it"
+        )
+
+    def _try_commit(self, session: Session) -> tuple[Outcome | None, bytes | None]:
+        """Attempt one write; return its outcome, or None and the record that won."""
+        status = session._status
         if not dict.__len__(session):
             return self._commit_empty(session)
         values = codec.encode(dict.copy(session))
-        if (
-            status is Status.LOADED
-            and session._token is not None
-            and values == session._stored_values
-        ):
-            session.modified = False
-            return Outcome.UNCHANGED
+        if status is Status.LOADED and session._token is not None:
+            if values == session._stored_values:
+                return Outcome.UNCHANGED, None
+            return self._replace(session, values)
+        if status is Status.RENEWED:
+            return self._move(session, values)
+        return self._create(session, values), None
 
-        now = _now_ms()
-        replaces = None
-        if session._token is None or status is Status.RENEWED:
-            replaces = session._key
-            if status is Status.RENEWED:
-                session._deadline_ms = now + session._lifetime_ms
-            outcome = self._write_new(session, values, now, replaces)
-        else:
-            outcome = self._write(session, values, now)
-        session._stored_values = values
-        session._status = Status.LOADED
-        session.modified = outcome is not Outcome.VANISHED
-        return outcome
-
-    def _commit_empty(self, session: Session) -> Outcome:
-        if session._key is not None:
-            self.store.delete(session._key)
-        ended = session._key is not None or session._status is Status.DESTROYED
+    def _commit_empty(self, session: Session) -> tuple[Outcome | None, bytes | None]:
+        if session._key is None:  # nothing stored: a new session, or one destroyed here
+            ended = session._status is Status.DESTROYED
+            self._start_new(session, Status.LOADED)
+            return (Outcome.ENDED if ended else Outcome.EMPTY), None
+        status, current = self.store.remove(session._key, expected=revision_tag(session._revision))
+        if status is WriteStatus.CONFLICT:
+            return None, current
         self._start_new(session, Status.LOADED)
-        session.modified = ended
-        return Outcome.ENDED if ended else Outcome.EMPTY
+        return (Outcome.ENDED if status is WriteStatus.DONE else Outcome.VANISHED), None
 
-    def _record(self, session: Session, values: bytes) -> bytes:
-        record = pack_record(Record(session._deadline_ms, session._created_ms, values))
+    def _replace(self, session: Session, values: bytes) -> tuple[Outcome | None, bytes | None]:
+        assert session._key is not None
+        now = _now_ms()
+        record = self._record(session, session._revision + 1, values)
+        expiry = self._expiry(session, now)
+        status, current = self.store.replace(
+            session._key, record, expiry, expected=revision_tag(session._revision)
+        )
+        if status is WriteStatus.CONFLICT:
+            return None, current
+        if status is WriteStatus.GONE:
+            logger.info(
+                "session %s… ended before this request saved it; not written back",
+                token_digest(session._token or "")[:12],
+            )
+            return Outcome.VANISHED, None
+        session._revision += 1
+        session._stored_values = values
+        session._expiry_ms = expiry
+        return Outcome.SAVED, None
+
+    def _move(self, session: Session, values: bytes) -> tuple[Outcome | None, bytes | None]:
+        assert session._key is not None
+        now = _now_ms()
+        session._deadline_ms = now + session._lifetime_ms  # renewal starts a new lifetime
+        record = self._record(session, 1, values)
+        expiry = self._expiry(session, now)
+        if session._renewed_token is None:
+            session._renewed_token = new_token()
+        new_key = self.store.key_for(session._renewed_token)
+        status, current = self.store.move(
+            session._key,
+            expected=revision_tag(session._revision),
+            new_key=new_key,
+            record=record,
+            expiry_ms=expiry,
+        )
+        if status is WriteStatus.CONFLICT:
+            return None, current
+        if status is WriteStatus.GONE:
+            # The old session was ended elsewhere: the copy must not outlive it.
+            self.store.delete(new_key)
+            return Outcome.VANISHED, None
+        session._token = session._renewed_token
+        session._renewed_token = None
+        session._key = new_key
+        session._revision = 1
+        session._stored_values = values
+        session._expiry_ms = expiry
+        session._status = Status.LOADED
+        return Outcome.CREATED, None
+
+    def _create(self, session: Session, values: bytes) -> Outcome:
+        now = _now_ms()
+        record = self._record(session, 1, values)
+        expiry = self._expiry(session, now)
+        while True:
+            token = new_token()
+            key = self.store.key_for(token)
+            # NX guards against reusing a live token; with 256 random bits a
+            # second try is never expected, but it costs nothing to be sure.
+            if self.store.create(key, record, expiry):
+                break
+        session._token = token
+        session._key = key
+        session._revision = 1
+        session._stored_values = values
+        session._expiry_ms = expiry
+        session._status = Status.LOADED
+        return Outcome.CREATED
+
+    def _rebase(self, session: Session, current: bytes) -> bool:
+        """Apply this request's own changes to the record another request wrote.
+
+        Return False when that record cannot be read (then nothing is saved).
+        """
+        assert session._token is not None and session._key is not None
+        found = self._read(current, session._token, session._key)
+        if found is None:
+            return False
+        record, merged = found
+        loaded = codec.decode(session._stored_values or b"\x80")
+        mine = dict.copy(session)
+        for key in loaded.keys() - mine.keys():
+            merged.pop(key, None)  # deleted by this request
+        for key, value in mine.items():
+            if key not in loaded or codec.encode({0: value}) != codec.encode({0: loaded[key]}):
+                merged[key] = value  # set by this request
+        dict.clear(session)
+        dict.update(session, merged)
+        self._adopt(session, record)
+        return True
+
+    def _read(self, blob: bytes, token: str, key: str) -> tuple[Record, dict[Any, Any]] | None:
+        """Return the record in ``blob`` and its values; delete and log it if unreadable."""
+        try:
+            record = unpack_record(blob)
+            values = codec.decode(record.values)
+        except ValueError as exc:
+            logger.warning(
+                "deleted an unreadable session record (token %s…): %s",
+                token_digest(token)[:12],
+                exc,
+            )
+            self.store.delete(key)
+            return None
+        return record, values
+
+    def _adopt(self, session: Session, record: Record) -> None:
+        session._revision = record.revision
+        session._stored_values = record.values
+        session._deadline_ms = record.deadline_ms
+        session._created_ms = record.created_ms
+
+    def _record(self, session: Session, revision: int, values: bytes) -> bytes:
+        record = pack_record(Record(revision, session._deadline_ms, session._created_ms, values))
         if len(record) > self.max_size:
             raise SessionTooLargeError(len(record), self.max_size)
         return record
@@ -192,41 +316,12 @@ class SessionEngine:
             return session._deadline_ms
         return min(session._deadline_ms, now + self._idle_ms)
 
-    def _write(self, session: Session, values: bytes, now: int) -> Outcome:
-        assert session._key is not None
-        record = self._record(session, values)
-        expiry = self._expiry(session, now)
-        if not self.store.commit(session._key, record, expiry):
-            logger.info(
-                "session %s… ended before this request saved it; not written back",
-                token_digest(session._token or "")[:12],
-            )
-            return Outcome.VANISHED
-        session._expiry_ms = expiry
-        return Outcome.SAVED
-
-    def _write_new(
-        self, session: Session, values: bytes, now: int, replaces: str | None
-    ) -> Outcome:
-        record = self._record(session, values)
-        expiry = self._expiry(session, now)
-        while True:
-            token = new_token()
-            key = self.store.key_for(token)
-            # NX guards against reusing a live token; with 256 random bits a
-            # second try is never expected, but it costs nothing to be sure.
-            if self.store.commit(key, record, expiry, new=True, replaces=replaces):
-                break
-            replaces = None
-        session._token = token
-        session._key = key
-        session._expiry_ms = expiry
-        return Outcome.CREATED
-
     def _start_new(self, session: Session, status: Status) -> None:
         now = _now_ms()
         session._token = None
         session._key = None
+        session._revision = 0
+        session._renewed_token = None
         session._stored_values = None
         session._created_ms = now
         session._deadline_ms = now + session._lifetime_ms

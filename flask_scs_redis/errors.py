@@ -45,5 +45,13 @@ class SessionStoreError(SessionError):
     """The store failed to carry out a command."""
 
 
+class SessionConflictError(SessionStoreError):
+    """Other requests kept changing the session while this one tried to save it.
+
+    Each save retries a bounded number of times, merging its own changes into
+    what the others wrote; this is raised only when every attempt lost.
+    """
+
+
 class SessionStoreUnavailable(SessionStoreError):  # noqa: N818 - the name is public API
     """The store could not be reached, or did not answer in time."""

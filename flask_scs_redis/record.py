@@ -1,10 +1,15 @@
 """The stored record: the session's encoded values plus what the engine needs.
 
-A record is a msgpack array ``[format, deadline_ms, created_ms, values]``:
-the format version, the absolute deadline and the creation time in Unix
-milliseconds, and the values as encoded by :mod:`.codec`. Keeping the values
-as one opaque byte string lets the engine tell a change by comparing bytes.
-Later format versions may append fields; readers ignore what they don't know.
+A record is a msgpack array ``[format, revision, deadline_ms, created_ms,
+values]``: the format version; a revision that every write increments; the
+absolute deadline and the creation time in Unix milliseconds; and the values
+as encoded by :mod:`.codec`, kept as one opaque byte string so the engine can
+tell a change by comparing bytes. Later format versions may append fields;
+readers ignore what they don't know.
+
+Because the format and the revision come first, the bytes that begin a record
+identify its revision (:func:`revision_tag`). The store's compare-and-set
+script compares just those bytes, so it needs no msgpack parser.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import NamedTuple
 import msgpack
 
 FORMAT_VERSION = 1
+_FIELDS = 5
 
 
 class CorruptRecordError(ValueError):
@@ -23,6 +29,7 @@ class CorruptRecordError(ValueError):
 class Record(NamedTuple):
     """One session as stored."""
 
+    revision: int
     deadline_ms: int
     created_ms: int
     values: bytes
@@ -31,8 +38,21 @@ class Record(NamedTuple):
 def pack_record(record: Record) -> bytes:
     """Return the bytes stored for ``record``."""
     return msgpack.packb(
-        (FORMAT_VERSION, record.deadline_ms, record.created_ms, record.values),
+        (FORMAT_VERSION, record.revision, record.deadline_ms, record.created_ms, record.values),
         use_bin_type=True,
+    )
+
+
+def revision_tag(revision: int) -> bytes:
+    """Return the bytes that begin every record of ``revision``.
+
+    msgpack writes each integer in its shortest form, so equal tags mean
+    equal revisions and different revisions never share a tag.
+    """
+    return (
+        msgpack.Packer().pack_array_header(_FIELDS)
+        + msgpack.packb(FORMAT_VERSION)
+        + msgpack.packb(revision)
     )
 
 
@@ -45,11 +65,13 @@ def unpack_record(blob: bytes) -> Record:
         fields = msgpack.unpackb(blob, raw=False, use_list=False)
     except Exception as exc:  # msgpack raises several unrelated types
         raise CorruptRecordError(f"not msgpack: {exc!r}") from exc
-    if type(fields) is not tuple or len(fields) < 4:
+    if type(fields) is not tuple or len(fields) < _FIELDS:
         raise CorruptRecordError("not a session record")
-    version, deadline_ms, created_ms, values = fields[:4]
-    if version != FORMAT_VERSION or type(version) is not int:
+    version, revision, deadline_ms, created_ms, values = fields[:_FIELDS]
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CorruptRecordError(f"unknown record format {version!r}")
-    if type(deadline_ms) is not int or type(created_ms) is not int or type(values) is not bytes:
+    if not all(type(field) is int for field in (revision, deadline_ms, created_ms)):
         raise CorruptRecordError("record fields have the wrong types")
-    return Record(deadline_ms, created_ms, values)
+    if type(values) is not bytes:
+        raise CorruptRecordError("record values are not bytes")
+    return Record(revision, deadline_ms, created_ms, values)

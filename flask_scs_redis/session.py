@@ -77,6 +77,9 @@ class Session(dict[str, Any], SessionMixin):
         #: The token of the stored record; None while there is none.
         self._token: str | None = None
         self._key: str | None = None
+        self._revision = 0
+        #: The token a renewal moves to, chosen at its first attempt.
+        self._renewed_token: str | None = None
         self._stored_values: bytes | None = None
         self._deadline_ms = 0
         self._created_ms = 0

@@ -7,10 +7,11 @@ the store works unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 import redis.exceptions
@@ -19,6 +20,46 @@ from .errors import ConfigurationError, SessionStoreError, SessionStoreUnavailab
 from .tokens import token_digest
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+# Compare-and-set on one key, so it is Cluster-safe. ARGV[1] is the tag (the
+# first bytes) of the record the caller read; ARGV[2] is the new record, or
+# empty to delete; ARGV[3] its expiry in Unix ms. Returns 1 when done, 0 when
+# the key is gone, or the current record when another write came first.
+COMPARE_AND_SET = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if string.sub(current, 1, string.len(ARGV[1])) ~= ARGV[1] then return current end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+end
+return 1
+"""
+
+
+class WriteStatus(enum.Enum):
+    """How a conditional write went."""
+
+    DONE = "done"
+    #: Another write came first; the record it left is in :attr:`Write.current`.
+    CONFLICT = "conflict"
+    #: The record is gone: ended by another request, or expired.
+    GONE = "gone"
+
+
+class Write(NamedTuple):
+    """The answer to a conditional write."""
+
+    status: WriteStatus
+    current: bytes | None = None
+
+    @classmethod
+    def from_answer(cls, answer: object) -> Write:
+        """Read the compare-and-set script's reply."""
+        if isinstance(answer, bytes):
+            return cls(WriteStatus.CONFLICT, answer)
+        return cls(WriteStatus.DONE if answer == 1 else WriteStatus.GONE)
 
 
 class RedisStore:
@@ -48,6 +89,7 @@ class RedisStore:
         self.prefix = prefix
         self.hash_tokens = hash_tokens
         self._match = _GLOB_SPECIAL.sub(r"\\\1", prefix) + "*"
+        self._compare_and_set = client.register_script(COMPARE_AND_SET)
 
     @classmethod
     def from_url(
@@ -85,32 +127,46 @@ class RedisStore:
                 return self.client.get(key)  # type: ignore[no-any-return]
             return self.client.getex(key, pxat=idle_expiry_ms)  # type: ignore[no-any-return]
 
-    def commit(
-        self,
-        key: str,
-        record: bytes,
-        expiry_ms: int,
-        *,
-        new: bool = False,
-        replaces: str | None = None,
-    ) -> bool:
-        """Write ``record`` at ``key``, expiring at the Unix time ``expiry_ms``.
+    def create(self, key: str, record: bytes, expiry_ms: int) -> bool:
+        """Write a new record at ``key``, expiring at the Unix time ``expiry_ms``.
 
-        The expiry is set in the same SET. With ``new`` the write happens only
-        if the key does not exist; otherwise only if it still does, so a
-        session ended elsewhere is not written back. ``replaces`` names a key
-        to delete in the same round trip (token renewal). Return whether the
-        record was written.
+        One SET NX PXAT: nothing is written if the key exists. Return whether
+        the record was written.
         """
         with _translated_errors():
-            if replaces is None:
-                written = self.client.set(key, record, pxat=expiry_ms, nx=new, xx=not new)
-            else:
-                pipe = self.client.pipeline(transaction=False)
-                pipe.set(key, record, pxat=expiry_ms, nx=new, xx=not new)
-                pipe.delete(replaces)
-                written, _ = pipe.execute()
-        return bool(written)
+            return bool(self.client.set(key, record, pxat=expiry_ms, nx=True))
+
+    def replace(self, key: str, record: bytes, expiry_ms: int, *, expected: bytes) -> Write:
+        """Overwrite the record at ``key`` if it is still the revision tagged ``expected``.
+
+        One EVALSHA of a compare-and-set script, with the expiry set in the
+        same write.
+        """
+        with _translated_errors():
+            answer = self._compare_and_set(keys=[key], args=[expected, record, expiry_ms])
+        return Write.from_answer(answer)
+
+    def remove(self, key: str, *, expected: bytes) -> Write:
+        """Delete the record at ``key`` if it is still the revision tagged ``expected``."""
+        with _translated_errors():
+            answer = self._compare_and_set(keys=[key], args=[expected, b"", 0])
+        return Write.from_answer(answer)
+
+    def move(
+        self, key: str, *, expected: bytes, new_key: str, record: bytes, expiry_ms: int
+    ) -> Write:
+        """Write ``record`` at ``new_key``, and delete ``key`` if it is still ``expected``.
+
+        Both go in one round trip. The answer is about ``key``; unless it is
+        done, the caller decides what becomes of ``new_key``.
+        """
+        with _translated_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(new_key, record, pxat=expiry_ms)
+            # EVAL, not EVALSHA: with a script a pipeline first asks SCRIPT EXISTS.
+            pipe.eval(COMPARE_AND_SET, 1, key, expected, b"", 0)
+            _, answer = pipe.execute()
+        return Write.from_answer(answer)
 
     def delete(self, key: str) -> None:
         """Delete the record at ``key``, if there is one."""

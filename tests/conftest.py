@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import Client
 
+from flask_scs_redis.store import COMPARE_AND_SET
 from flask_scs_redis.testing import CommandCounter, RedisServer
 
 from views import build_flask_app, build_wsgi_app
@@ -35,6 +36,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     """A client of the shared server, which is emptied first (it is ours alone)."""
     client = redis_server.client()
     client.flushall()
+    client.script_load(COMPARE_AND_SET)  # as after a first save, so counts do not vary
     yield client
     client.close()
 

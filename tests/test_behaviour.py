@@ -117,7 +117,7 @@ def test_a_record_past_its_deadline_is_treated_as_absent(
     client.get("/incr")
     (key,) = stored_keys(redis_client)
     fields = list(msgpack.unpackb(redis_client.get(key)))
-    fields[1] = int(time.time() * 1000) - 1  # the deadline has passed, the key has not expired
+    fields[2] = int(time.time() * 1000) - 1  # the deadline has passed, the key has not expired
     redis_client.set(key, msgpack.packb(fields), keepttl=True)
     assert client.get("/read").text == "None"
 
@@ -351,9 +351,9 @@ def test_an_oversize_session_is_refused_and_the_old_record_stays(
     [
         b"not msgpack \xc1",
         msgpack.packb({"not": "a record"}),
-        msgpack.packb([99, 0, 0, b""]),
-        msgpack.packb([1, 4_000_000_000_000, 0, b"\xd4\x63\x00"]),
-        msgpack.packb([1, 4_000_000_000_000, 0, msgpack.packb({"a": 1})])[:-2],
+        msgpack.packb([99, 1, 4_000_000_000_000, 0, b"\x80"]),
+        msgpack.packb([1, 1, 4_000_000_000_000, 0, b"\x81\xa1a\xd4\x63\x00"]),
+        msgpack.packb([1, 1, 4_000_000_000_000, 0, msgpack.packb({"a": 1})])[:-2],
     ],
     ids=["not-msgpack", "not-a-record", "unknown-version", "unknown-extension", "truncated"],
 )

@@ -61,6 +61,21 @@ def test_the_counter_counts_only_what_ran_in_the_block(redis_client: redis.Redis
     assert counted.total == 3
 
 
+def test_the_counter_counts_a_script_once_and_its_commands_apart(
+    redis_client: redis.Redis,
+) -> None:
+    script = redis_client.register_script("return redis.call('GET', KEYS[1])")
+    script(keys=["warm"])
+    with CommandCounter(redis_client) as counted:
+        script(keys=["a"])
+        pipe = redis_client.pipeline(transaction=False)
+        pipe.get("a")
+        pipe.get("b")
+        pipe.execute()
+    assert counted.by_command == {"evalsha": 1, "get": 2}
+    assert counted.in_scripts == {"get": 1}
+
+
 def test_demos_use_the_configured_url_or_a_throwaway_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -53,7 +53,9 @@ def test_changing_a_session_costs_two_commands(client: Client, count: Count) -> 
     start_session(client)
     with count() as counted:
         assert client.get("/incr").text == "2"
-    assert counted.by_command == {"get": 1, "set": 1}
+    # A compare-and-set script: one round trip that reads and writes in Redis.
+    assert counted.by_command == {"get": 1, "evalsha": 1}
+    assert counted.in_scripts == {"get": 1, "set": 1}
 
 
 def test_changing_with_an_idle_timeout_costs_two_commands(
@@ -63,7 +65,7 @@ def test_changing_with_an_idle_timeout_costs_two_commands(
     start_session(client)
     with count() as counted:
         assert client.get("/incr").text == "2"
-    assert counted.by_command == {"getex": 1, "set": 1}
+    assert counted.by_command == {"getex": 1, "evalsha": 1}
 
 
 def test_writing_the_same_content_costs_one_command_and_no_rewrite(
@@ -86,8 +88,18 @@ def test_renewing_costs_a_read_and_one_pipelined_move(client: Client, count: Cou
     start_session(client)
     with count() as counted:
         client.get("/renew")
-    # GET, then SET NX of the new key and DEL of the old in one round trip.
-    assert counted.by_command == {"get": 1, "set": 1, "del": 1}
+    # GET, then SET of the new key and a compare-and-delete of the old in one round trip.
+    assert counted.by_command == {"get": 1, "set": 1, "eval": 1}
+
+
+def test_emptying_a_session_costs_a_read_and_a_compare_and_delete(
+    client: Client, count: Count
+) -> None:
+    start_session(client)
+    with count() as counted:
+        client.get("/clear")
+    assert counted.by_command == {"get": 1, "evalsha": 1}
+    assert counted.in_scripts == {"get": 1, "del": 1}
 
 
 def test_a_malformed_cookie_sends_no_command(client: Client, count: Count) -> None:

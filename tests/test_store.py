@@ -1,59 +1,122 @@
-"""RedisStore: the three-method seam plus iteration, and errors from its own tree."""
+"""RedisStore: single-key writes, compare-and-set, iteration, and its error tree."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 import redis
-from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from flask_scs_redis import RedisStore, SessionStoreError, SessionStoreUnavailable
+from flask_scs_redis.record import Record, pack_record, revision_tag
+from flask_scs_redis.store import WriteStatus
 from flask_scs_redis.testing import RedisServer
-
-from views import build_flask_app
-
-MakeApp = Callable[..., Flask]
 
 # Fail at once, so an outage test does not wait through backoff.
 NO_RETRY = Retry(NoBackoff(), 0)
+TOKEN = "t" * 43
 
 
 def in_a_minute() -> int:
     return int(time.time() * 1000) + 60_000
 
 
-def test_commit_find_delete(redis_client: redis.Redis) -> None:
+def record(revision: int, values: bytes = b"\x80") -> bytes:
+    return pack_record(Record(revision, 4_000_000_000_000, 0, values))
+
+
+def test_create_find_delete(redis_client: redis.Redis) -> None:
     store = RedisStore(redis_client)
-    key = store.key_for("t" * 43)
+    key = store.key_for(TOKEN)
     assert store.find(key) is None
-    assert store.commit(key, b"record", in_a_minute(), new=True)
-    assert store.find(key) == b"record"
+    assert store.create(key, record(1), in_a_minute())
+    assert store.find(key) == record(1)
     store.delete(key)
     assert store.find(key) is None
 
 
-def test_a_new_record_never_overwrites_and_an_update_never_resurrects(
+def test_create_never_overwrites(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    assert store.create(key, record(1, b"\x81\xa1a\x01"), in_a_minute())
+    assert not store.create(key, record(1, b"\x81\xa1b\x02"), in_a_minute())
+    assert store.find(key) == record(1, b"\x81\xa1a\x01")
+
+
+def test_replace_writes_only_over_the_revision_it_expects(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    store.create(key, record(1), in_a_minute())
+    assert store.replace(key, record(2), in_a_minute(), expected=revision_tag(1)).status is (
+        WriteStatus.DONE
+    )
+    stale = store.replace(key, record(2, b"\x81\xa1x\x01"), in_a_minute(), expected=revision_tag(1))
+    assert stale.status is WriteStatus.CONFLICT
+    assert stale.current == record(2)
+    assert store.find(key) == record(2)
+
+
+def test_replace_and_remove_never_resurrect_a_deleted_record(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    assert store.replace(key, record(2), in_a_minute(), expected=revision_tag(1)).status is (
+        WriteStatus.GONE
+    )
+    assert store.remove(key, expected=revision_tag(1)).status is WriteStatus.GONE
+    assert store.find(key) is None
+
+
+def test_replace_sets_the_expiry_in_the_same_write(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    store.create(key, record(1), in_a_minute())
+    later = in_a_minute() + 5000
+    store.replace(key, record(2), later, expected=revision_tag(1))
+    assert redis_client.pexpiretime(key) == later
+
+
+def test_remove_deletes_only_the_revision_it_expects(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    store.create(key, record(3), in_a_minute())
+    assert store.remove(key, expected=revision_tag(2)).status is WriteStatus.CONFLICT
+    assert store.remove(key, expected=revision_tag(3)).status is WriteStatus.DONE
+    assert store.find(key) is None
+
+
+def test_move_writes_the_new_key_and_deletes_the_old_if_unchanged(
     redis_client: redis.Redis,
 ) -> None:
     store = RedisStore(redis_client)
-    key = store.key_for("t" * 43)
-    assert not store.commit(key, b"update", in_a_minute())  # nothing to update
-    assert store.find(key) is None
-    assert store.commit(key, b"first", in_a_minute(), new=True)
-    assert not store.commit(key, b"second", in_a_minute(), new=True)
-    assert store.find(key) == b"first"
+    old, new = store.key_for(TOKEN), store.key_for("n" * 43)
+    store.create(old, record(4), in_a_minute())
+    answer = store.move(
+        old, expected=revision_tag(4), new_key=new, record=record(1), expiry_ms=in_a_minute()
+    )
+    assert answer.status is WriteStatus.DONE
+    assert store.find(old) is None
+    assert store.find(new) == record(1)
+
+
+def test_move_leaves_a_changed_old_record_alone(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    old, new = store.key_for(TOKEN), store.key_for("n" * 43)
+    store.create(old, record(5), in_a_minute())
+    answer = store.move(
+        old, expected=revision_tag(4), new_key=new, record=record(1), expiry_ms=in_a_minute()
+    )
+    assert answer == (WriteStatus.CONFLICT, record(5))
+    assert store.find(old) == record(5)
 
 
 def test_find_can_move_the_expiry_in_the_same_command(redis_client: redis.Redis) -> None:
     store = RedisStore(redis_client)
-    key = store.key_for("t" * 43)
-    store.commit(key, b"record", in_a_minute(), new=True)
+    key = store.key_for(TOKEN)
+    store.create(key, record(1), in_a_minute())
     later = in_a_minute() + 60_000
-    assert store.find(key, idle_expiry_ms=later) == b"record"
+    assert store.find(key, idle_expiry_ms=later) == record(1)
     assert redis_client.pexpiretime(key) == later
 
 
@@ -61,11 +124,11 @@ def test_scan_yields_only_this_prefix_even_with_glob_characters(redis_client: re
     store = RedisStore(redis_client, prefix="a*[b]?:")
     other = RedisStore(redis_client, prefix="aX[b]Y:")
     for number in range(1200):
-        store.commit(store.key_for(f"{number:043d}"), b"mine", in_a_minute(), new=True)
-    other.commit(other.key_for("o" * 43), b"theirs", in_a_minute(), new=True)
+        store.create(store.key_for(f"{number:043d}"), b"mine", in_a_minute())
+    other.create(other.key_for("o" * 43), b"theirs", in_a_minute())
     found = list(store.scan(batch=100))
     assert len(found) == 1200
-    assert {record for _, record in found} == {b"mine"}
+    assert {blob for _, blob in found} == {b"mine"}
     assert all(key.startswith("a*[b]?:") for key, _ in found)
 
 
@@ -73,34 +136,20 @@ def test_a_dead_server_raises_store_unavailable(fresh_redis_server: RedisServer)
     store = RedisStore(fresh_redis_server.client(retry=NO_RETRY))
     fresh_redis_server.stop()
     with pytest.raises(SessionStoreUnavailable):
-        store.find(store.key_for("t" * 43))
+        store.find(store.key_for(TOKEN))
 
 
 def test_a_failing_command_raises_a_store_error(redis_client: redis.Redis) -> None:
     store = RedisStore(redis_client)
-    key = store.key_for("t" * 43)
+    key = store.key_for(TOKEN)
     redis_client.hset(key, "not", "a string")
     with pytest.raises(SessionStoreError, match="WRONGTYPE"):
         store.find(key)
 
 
-def test_an_outage_costs_nothing_until_the_session_is_used(
-    fresh_redis_server: RedisServer,
-) -> None:
-    app = build_flask_app(fresh_redis_server.client(retry=NO_RETRY))
-    client = app.test_client()
-    client.get("/incr")
-    fresh_redis_server.stop()
-    assert client.get("/none").text == "ok"
-    with pytest.raises(SessionStoreUnavailable):
-        client.get("/read")
-    fresh_redis_server.start()
-    assert client.get("/read").text == "None"  # a restarted server kept nothing
-
-
 def test_from_url_builds_a_working_store(redis_server: RedisServer) -> None:
     store = RedisStore.from_url(redis_server.url, prefix="url:")
     key = store.key_for("u" * 43)
-    assert store.commit(key, b"via url", in_a_minute(), new=True)
+    assert store.create(key, b"via url", in_a_minute())
     assert store.find(key) == b"via url"
     store.delete(key)
