@@ -54,17 +54,25 @@ def adapter(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_client(adapter: str, redis_client: redis.Redis) -> Callable[..., Client]:
-    """Make a cookie-keeping test client of the views behind ``adapter``.
+def make_application(adapter: str, redis_client: redis.Redis) -> Callable[..., Any]:
+    """Make the views' WSGI application behind ``adapter``.
 
     Keywords are adapter-neutral options (``lifetime``, ``idle_timeout``,
     ``cookie_name``, ...), translated to Flask config or middleware arguments.
     """
+    build = build_flask_app if adapter == "flask" else build_wsgi_app
+    return lambda **options: build(redis_client, **options)
+
+
+@pytest.fixture
+def make_client(make_application: Callable[..., Any]) -> Callable[..., Client]:
+    """Make a cookie-keeping test client of a new application; see ``make_application``."""
 
     def make(**options: Any) -> Client:
-        if adapter == "flask":
-            return build_flask_app(redis_client, **options).test_client()
-        return Client(build_wsgi_app(redis_client, **options))
+        application = make_application(**options)
+        if isinstance(application, Flask):
+            return application.test_client()
+        return Client(application)
 
     return make
 

@@ -6,6 +6,7 @@ one behavioural suite can run over both adapters and catch any drift.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,6 +17,29 @@ from flask_scs_redis import RedisSessions, RedisStore, Session, SessionMiddlewar
 
 View = Callable[[Session, Mapping[str, str], RedisStore], str]
 VIEWS: dict[str, View] = {}
+
+
+class Gate:
+    """Holds a request after its view ran and before its session is saved."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+
+#: Gates by name; a request with ``?hold=name`` waits at that gate.
+GATES: dict[str, Gate] = {}
+
+
+def run(function: View, session: Session, args: Mapping[str, str], store: RedisStore) -> str:
+    """Run a view, then wait at the gate its ``hold`` argument names, if any."""
+    body = function(session, args, store)
+    if "hold" in args:
+        gate = GATES[args["hold"]]
+        gate.arrived.set()
+        if not gate.release.wait(10):
+            raise TimeoutError("the gate was never opened")
+    return body
 
 
 def view(path: str) -> Callable[[View], View]:
@@ -45,6 +69,12 @@ def increment(session: Session, args: Mapping[str, str], store: RedisStore) -> s
 @view("/set")
 def set_value(session: Session, args: Mapping[str, str], store: RedisStore) -> str:
     session[args["key"]] = args["value"]
+    return "ok"
+
+
+@view("/delete")
+def delete_value(session: Session, args: Mapping[str, str], store: RedisStore) -> str:
+    del session[args["key"]]
     return "ok"
 
 
@@ -163,7 +193,7 @@ def build_flask_app(redis_client: Any, **options: Any) -> Flask:
     for path, function in VIEWS.items():
 
         def run_view(function: View = function) -> str:
-            return function(session, request.args, store)  # type: ignore[arg-type]
+            return run(function, session, request.args, store)  # type: ignore[arg-type]
 
         app.add_url_rule(path, endpoint=path, view_func=run_view)
 
@@ -203,7 +233,7 @@ def build_wsgi_app(redis_client: Any, **options: Any) -> SessionMiddleware:
         if function is None:
             response = Response("not found", status=404)
         else:
-            response = Response(function(environ["scs.session"], request.args, store))
+            response = Response(run(function, environ["scs.session"], request.args, store))
         return response(environ, start_response)
 
     # Flask's defaults, so the two adapters can be held to the same expectations.
