@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from .engine import SessionEngine
+from .errors import SessionStoreUnavailable
 from .flask_interface import RedisSessionInterface
 from .settings import FlaskSettings
 from .store import RedisStore
@@ -46,12 +47,23 @@ class RedisSessions:
             )
         else:
             store = RedisStore.from_url(
-                settings.redis_url, prefix=settings.key_prefix, hash_tokens=settings.hash_tokens
+                settings.redis_url,
+                prefix=settings.key_prefix,
+                hash_tokens=settings.hash_tokens,
+                timeout=settings.redis_timeout.total_seconds(),
+                retries=settings.redis_retries,
             )
         engine = SessionEngine(
             store, idle_timeout=settings.idle_timeout, max_size=settings.max_size
         )
-        app.session_interface = self.interface_class(engine, lifetime=settings.lifetime)
+        interface = self.interface_class(
+            engine,
+            lifetime=settings.lifetime,
+            retry_after=None if settings.propagate_unavailable else settings.retry_after,
+        )
+        app.session_interface = interface
+        if interface.retry_after is not None:
+            app.register_error_handler(SessionStoreUnavailable, interface.unavailable_response)
         app.extensions["scs_redis"] = self
 
     def interface(self, app: Flask | None = None) -> RedisSessionInterface:

@@ -7,9 +7,11 @@ from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.exceptions import ServiceUnavailable
 
 from .cookies import max_age_until
 from .engine import LIVE_OUTCOMES, Outcome, SessionEngine
+from .errors import SessionStoreUnavailable
 from .session import Session
 from .tokens import is_well_formed
 
@@ -29,9 +31,25 @@ class RedisSessionInterface(SessionInterface):
 
     session_class = Session
 
-    def __init__(self, engine: SessionEngine, lifetime: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        engine: SessionEngine,
+        lifetime: timedelta | None = None,
+        retry_after: int | None = 5,
+    ) -> None:
         self.engine = engine
         self.lifetime = lifetime
+        #: Seconds a client is asked to wait when the store is down; None lets
+        #: :class:`SessionStoreUnavailable` propagate instead of answering 503.
+        self.retry_after = retry_after
+
+    def unavailable_response(self, error: SessionStoreUnavailable) -> Response:
+        """The 503 answer, with ``Retry-After``, to a request the store failed."""
+        unavailable = ServiceUnavailable(
+            "Sessions are unavailable for a moment. Please try again shortly.",
+            retry_after=self.retry_after,
+        )
+        return unavailable.get_response()  # type: ignore[return-value]
 
     def get_session_lifetime(self, app: Flask) -> timedelta:
         """The absolute lifetime of new sessions."""
@@ -58,7 +76,17 @@ class RedisSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Commit the session and set, refresh or delete the cookie."""
         assert isinstance(session, Session), "the session was not opened by this interface"
-        outcome = self.engine.commit(session)
+        try:
+            outcome = self.engine.commit(session)
+        except SessionStoreUnavailable as error:
+            if self.retry_after is None:
+                raise
+            # Too late for an error handler: turn the response itself into a 503.
+            unavailable = self.unavailable_response(error)
+            response.status = unavailable.status
+            response.headers.update(unavailable.headers)
+            response.set_data(unavailable.get_data())
+            return
         if session.accessed:
             response.vary.add("Cookie")
         if outcome is Outcome.ENDED:

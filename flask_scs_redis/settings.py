@@ -46,6 +46,16 @@ def positive_int(name: str, value: Any) -> int:
     return value
 
 
+def count(name: str, value: Any) -> int:
+    """Return ``value`` if it is an int from zero up.
+
+    :raises ConfigurationError: it is not.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{name} must be a whole number from zero up, not {value!r}")
+    return value
+
+
 def flag(name: str, value: Any) -> bool:
     """Return ``value`` if it is True or False.
 
@@ -77,6 +87,10 @@ class FlaskSettings:
     idle_timeout: timedelta | None
     hash_tokens: bool
     max_size: int
+    redis_timeout: timedelta
+    redis_retries: int
+    retry_after: int
+    propagate_unavailable: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FlaskSettings:
@@ -92,4 +106,10 @@ class FlaskSettings:
             idle_timeout=optional_duration("SCS_IDLE_TIMEOUT", config.get("SCS_IDLE_TIMEOUT")),
             hash_tokens=flag("SCS_HASH_TOKENS", config.get("SCS_HASH_TOKENS", True)),
             max_size=positive_int("SCS_MAX_SIZE", config.get("SCS_MAX_SIZE", 65536)),
+            redis_timeout=duration("SCS_REDIS_TIMEOUT", config.get("SCS_REDIS_TIMEOUT", 1.0)),
+            redis_retries=count("SCS_REDIS_RETRIES", config.get("SCS_REDIS_RETRIES", 2)),
+            retry_after=positive_int("SCS_RETRY_AFTER", config.get("SCS_RETRY_AFTER", 5)),
+            propagate_unavailable=flag(
+                "SCS_PROPAGATE_UNAVAILABLE", config.get("SCS_PROPAGATE_UNAVAILABLE", False)
+            ),
         )

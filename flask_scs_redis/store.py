@@ -15,7 +15,10 @@ from typing import Any, NamedTuple
 
 import redis
 import redis.exceptions
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
+from . import settings
 from .errors import ConfigurationError, SessionStoreError, SessionStoreUnavailable
 from .tokens import token_digest
 
@@ -98,15 +101,35 @@ class RedisStore:
         *,
         prefix: str = "scs:session:",
         hash_tokens: bool = True,
+        timeout: float = 1.0,
+        retries: int = 2,
         **client_kwargs: Any,
     ) -> RedisStore:
         """Build a store on a new ``redis.Redis`` client made from ``url``.
 
-        ``client_kwargs`` go to :meth:`redis.Redis.from_url`. No connection is
-        made until the first command.
+        The client gives up on a connect or a reply after ``timeout`` seconds,
+        so a hung server costs a request that long, not forever. A refused or
+        dropped connection is retried ``retries`` times with a short
+        exponential backoff; a timeout is not retried. ``client_kwargs`` go to
+        :meth:`redis.Redis.from_url` and win over these. No connection is made
+        until the first command.
+
+        .. versionchanged:: 0.1
+            Added ``timeout`` and ``retries``.
         """
+        settings.duration("timeout", timeout)
+        options: dict[str, Any] = {
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+            "retry": Retry(
+                ExponentialBackoff(cap=0.5, base=0.05),
+                settings.count("retries", retries),
+                supported_errors=(redis.exceptions.ConnectionError,),
+            ),
+            **client_kwargs,
+        }
         try:
-            client = redis.Redis.from_url(url, **client_kwargs)
+            client = redis.Redis.from_url(url, **options)
         except ValueError as exc:
             raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
         return cls(client, prefix=prefix, hash_tokens=hash_tokens)

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client, EnvironBuilder
 
@@ -19,7 +17,6 @@ from flask_scs_redis import (
     RedisStore,
     Session,
     SessionMiddleware,
-    SessionStoreUnavailable,
 )
 from flask_scs_redis.codec import decode
 from flask_scs_redis.record import unpack_record
@@ -230,21 +227,6 @@ def test_vary_is_merged_with_the_apps_own(redis_client: redis.Redis) -> None:
 
     response = Client(middleware(app, redis_client)).get("/")
     assert response.headers.getlist("Vary") == ["Accept-Encoding, Cookie"]
-
-
-def test_an_outage_costs_nothing_until_the_session_is_used(
-    adapter: str, fresh_redis_server: RedisServer
-) -> None:
-    client_for = {"flask": build_flask_app, "wsgi": build_wsgi_app}[adapter]
-    app = client_for(fresh_redis_server.client(retry=Retry(NoBackoff(), 0)))
-    client = Client(app)
-    client.get("/incr")
-    fresh_redis_server.stop()
-    assert client.get("/none").text == "ok"
-    with pytest.raises(SessionStoreUnavailable):
-        client.get("/read")
-    fresh_redis_server.start()
-    assert client.get("/read").text == "None"  # a restarted server kept nothing
 
 
 def test_from_url_gives_the_middleware_a_store(redis_server: RedisServer) -> None:

@@ -186,7 +186,9 @@ def build_flask_app(redis_client: Any, **options: Any) -> Flask:
     """Return a Flask app with the shared views, configured from adapter-neutral options."""
     config = {FLASK_CONFIG.get(name, name): value for name, value in options.items()}
     app = Flask(__name__)
-    app.config.update({"TESTING": True, "SCS_REDIS": redis_client, **config})
+    if redis_client is not None:
+        config.setdefault("SCS_REDIS", redis_client)
+    app.config.update({"TESTING": True, **config})
     RedisSessions(app)
     store = RedisSessions().store(app)
 
