@@ -7,6 +7,9 @@ import re
 import time
 from datetime import datetime
 
+from werkzeug.datastructures import ResponseCacheControl
+from werkzeug.http import parse_cache_control_header
+
 from .errors import ConfigurationError
 
 # RFC 6265 cookie-name: an RFC 7230 token.
@@ -54,3 +57,24 @@ def samesite(value: object, *, secure: bool) -> str | None:
             "cookie_samesite='None' needs cookie_secure=True; browsers reject it otherwise"
         )
     return spelled
+
+
+def no_cache_set_cookie(cache_control: str | None) -> str:
+    """Add ``no-cache="Set-Cookie"`` to a Cache-Control header value.
+
+    A shared cache then never stores a response that sets the session cookie
+    and hands it to someone else (OWASP's advice). A stricter ``no-cache`` or
+    ``no-store`` already there is kept as it is.
+    """
+    parsed = parse_cache_control_header(cache_control, cls=ResponseCacheControl)
+    fields = parsed.no_cache
+    if parsed.no_store or fields is True or fields == "*":
+        return cache_control or ""
+    names = [name.strip() for name in (fields or "").split(",") if name.strip()]
+    if any(name.lower() == "set-cookie" for name in names):
+        return cache_control or ""
+    parsed.no_cache = None
+    # The quoted form, which RFC 9111 asks senders to use for field names.
+    directive = 'no-cache="{}"'.format(", ".join([*names, "Set-Cookie"]))
+    rest = parsed.to_header()
+    return f"{rest}, {directive}" if rest else directive

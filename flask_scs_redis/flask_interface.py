@@ -9,7 +9,7 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
-from .cookies import max_age_until
+from .cookies import max_age_until, no_cache_set_cookie
 from .engine import LIVE_OUTCOMES, Outcome, SessionEngine
 from .errors import SessionStoreUnavailable
 from .session import Session
@@ -103,6 +103,9 @@ class RedisSessionInterface(SessionInterface):
         else:
             return
         response.vary.add("Cookie")
+        response.headers["Cache-Control"] = no_cache_set_cookie(
+            response.headers.get("Cache-Control")
+        )
 
     def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
         return {

@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.datastructures import Headers
-from werkzeug.http import dump_cookie, parse_cookie, parse_set_header
+from werkzeug.http import dump_cookie, parse_set_header
+from werkzeug.sansio.http import parse_cookie
 from werkzeug.wsgi import ClosingIterator
 
 from . import cookies, settings
@@ -117,7 +118,8 @@ class SessionMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Open the request's session, run the app, and commit at ``start_response``."""
-        cookie = parse_cookie(environ).get(self.cookie_name) if "HTTP_COOKIE" in environ else None
+        header = environ.get("HTTP_COOKIE")
+        cookie = _cookie_value(header, self.cookie_name) if header else None
         session = self.engine.open(
             cookie if is_well_formed(cookie) else None,
             lifetime=self.lifetime,
@@ -147,6 +149,13 @@ class SessionMiddleware:
         return []
 
 
+def _cookie_value(header: str, name: str) -> str | None:
+    # The environ holds the header's bytes as latin-1; a cookie that is not
+    # UTF-8 must not fail the request (werkzeug.http.parse_cookie would raise).
+    text = header.encode("latin-1", "replace").decode("utf-8", "replace")
+    return parse_cookie(text).get(name)
+
+
 class _Exchange:
     """One request's passage through the middleware."""
 
@@ -172,6 +181,10 @@ class _Exchange:
         response_headers = Headers(headers)
         for name, value in self.cookie_headers:
             response_headers.add(name, value)
+        if self.cookie_headers:
+            response_headers["Cache-Control"] = cookies.no_cache_set_cookie(
+                response_headers.get("Cache-Control")
+            )
         if session.accessed or self.cookie_headers:
             vary = parse_set_header(response_headers.get("Vary"))
             if "cookie" not in vary and "*" not in vary:

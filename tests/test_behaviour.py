@@ -357,7 +357,7 @@ def test_an_oversize_session_is_refused_and_the_old_record_stays(
     ],
     ids=["not-msgpack", "not-a-record", "unknown-version", "unknown-extension", "truncated"],
 )
-def test_a_corrupt_record_is_no_session_and_the_log_hides_the_token(
+def test_a_corrupt_record_is_no_session_is_deleted_and_the_log_hides_the_token(
     client: Client,
     redis_client: redis.Redis,
     record: bytes,
@@ -368,6 +368,8 @@ def test_a_corrupt_record_is_no_session_and_the_log_hides_the_token(
     (key,) = stored_keys(redis_client)
     redis_client.set(key, record, keepttl=True)
     assert client.get("/read").text == "None"
-    assert "unreadable session record" in caplog.text
+    assert redis_client.exists(key) == 0  # the unreadable record is deleted
+    assert "deleted an unreadable session record" in caplog.text
     assert token is not None
     assert token not in caplog.text
+    assert key.decode().removeprefix("scs:session:") not in caplog.text
