@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import random
 import time
 from datetime import timedelta
 from typing import Any
@@ -49,6 +50,21 @@ LIVE_OUTCOMES = frozenset({Outcome.UNCHANGED, Outcome.SAVED, Outcome.CREATED})
 _WRITTEN = frozenset({Outcome.SAVED, Outcome.CREATED, Outcome.ENDED})
 
 
+_SCALARS = (str, bytes, int, bool, type(None))
+# Compare-and-set attempts before a save queues for the session's write lock.
+_OPTIMISTIC_ATTEMPTS = 3
+_LOCK_WAIT_SECONDS = 5.0
+
+
+def _same(value: Any, other: Any) -> bool:
+    """Whether two session values would be stored alike."""
+    if type(value) is not type(other):
+        return False
+    if type(value) in _SCALARS:
+        return bool(value == other)
+    return codec.encode({0: value}) == codec.encode({0: other})
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -73,7 +89,7 @@ class SessionEngine:
         *,
         idle_timeout: timedelta | None = None,
         max_size: int = 65536,
-        max_attempts: int = 10,
+        max_attempts: int = 16,
     ) -> None:
         self.store = store
         self.idle_timeout = idle_timeout
@@ -153,18 +169,39 @@ class SessionEngine:
         """
         if session._status is Status.UNLOADED:
             return Outcome.UNTOUCHED
-        for _ in range(self.max_attempts):
-            outcome, current = self._try_commit(session)
-            if outcome is not None:
-                session.modified = outcome in _WRITTEN
-                return outcome
-            assert current is not None
-            if not self._rebase(session, current):
-                session.modified = False
-                return Outcome.VANISHED
+        changes = None
+        locked: tuple[str, str] | None = None
+        try:
+            for attempt in range(self.max_attempts):
+                outcome, current = self._try_commit(session)
+                if outcome is not None:
+                    session.modified = outcome in _WRITTEN
+                    return outcome
+                assert current is not None and session._key is not None
+                if changes is None:
+                    changes = self._own_changes(session)
+                if not self._rebase(session, current, changes):
+                    session.modified = False
+                    return Outcome.VANISHED
+                if attempt + 1 >= _OPTIMISTIC_ATTEMPTS and locked is None:
+                    # Busy session: queue for its lock, so saves land one at a time.
+                    locked = (session._key, self._wait_for_lock(session._key))
+        finally:
+            if locked is not None:
+                self.store.unlock(*locked)
         raise SessionConflictError(
             f"the session changed under {self.max_attempts} attempts to save it"
         )
+
+    def _wait_for_lock(self, key: str) -> str:
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        while True:
+            holder = self.store.lock(key)
+            if holder is not None:
+                return holder
+            if time.monotonic() > deadline:
+                raise SessionConflictError("timed out waiting to save a busy session")
+            time.sleep(random.uniform(0.001, 0.005))  # noqa: S311 - jitter, not secrecy
 
     def _try_commit(self, session: Session) -> tuple[Outcome | None, bytes | None]:
         """Attempt one write; return its outcome, or None and the record that won."""
@@ -262,7 +299,20 @@ class SessionEngine:
         session._status = Status.LOADED
         return Outcome.CREATED
 
-    def _rebase(self, session: Session, current: bytes) -> bool:
+    def _own_changes(self, session: Session) -> tuple[dict[Any, Any], set[Any]]:
+        """Return what this request set, and which keys it deleted, since the session was read."""
+        loaded = codec.decode(session._stored_values or b"\x80")
+        mine = dict.copy(session)
+        written = {
+            key: value
+            for key, value in mine.items()
+            if key not in loaded or not _same(value, loaded[key])
+        }
+        return written, loaded.keys() - mine.keys()
+
+    def _rebase(
+        self, session: Session, current: bytes, changes: tuple[dict[Any, Any], set[Any]]
+    ) -> bool:
         """Apply this request's own changes to the record another request wrote.
 
         Return False when that record cannot be read (then nothing is saved).
@@ -272,13 +322,10 @@ class SessionEngine:
         if found is None:
             return False
         record, merged = found
-        loaded = codec.decode(session._stored_values or b"\x80")
-        mine = dict.copy(session)
-        for key in loaded.keys() - mine.keys():
-            merged.pop(key, None)  # deleted by this request
-        for key, value in mine.items():
-            if key not in loaded or codec.encode({0: value}) != codec.encode({0: loaded[key]}):
-                merged[key] = value  # set by this request
+        written, deleted = changes
+        for key in deleted:
+            merged.pop(key, None)
+        merged.update(written)
         dict.clear(session)
         dict.update(session, merged)
         self._adopt(session, record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -39,6 +40,17 @@ else
 end
 return 1
 """
+
+
+# Deletes a lock only for the holder that took it.
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+#: Appended to a record's key to name its write lock. Record ids are
+#: base64url, so no record key ends like this.
+LOCK_SUFFIX = ":lock"
 
 
 class WriteStatus(enum.Enum):
@@ -93,6 +105,7 @@ class RedisStore:
         self.hash_tokens = hash_tokens
         self._match = _GLOB_SPECIAL.sub(r"\\\1", prefix) + "*"
         self._compare_and_set = client.register_script(COMPARE_AND_SET)
+        self._unlock = client.register_script(UNLOCK)
 
     @classmethod
     def from_url(
@@ -191,6 +204,24 @@ class RedisStore:
             _, answer = pipe.execute()
         return Write.from_answer(answer)
 
+    def lock(self, key: str, *, ttl_ms: int = 2000) -> str | None:
+        """Take the write lock of the record at ``key``; return its holder id, or None.
+
+        Saves normally need no lock. A save that keeps losing the
+        compare-and-set takes this lock, so the saves that queue behind it
+        go one at a time and each one lands. The lock expires by itself
+        after ``ttl_ms``, should its holder die.
+        """
+        holder = secrets.token_hex(8)
+        with _translated_errors():
+            taken = self.client.set(key + LOCK_SUFFIX, holder, nx=True, px=ttl_ms)
+        return holder if taken else None
+
+    def unlock(self, key: str, holder: str) -> None:
+        """Release the write lock of ``key``, if ``holder`` still holds it."""
+        with _translated_errors():
+            self._unlock(keys=[key + LOCK_SUFFIX], args=[holder])
+
     def delete(self, key: str) -> None:
         """Delete the record at ``key``, if there is one."""
         with _translated_errors():
@@ -212,8 +243,9 @@ class RedisStore:
                 for key in chunk:
                     pipe.get(key)
                 for key, record in zip(chunk, pipe.execute()):
-                    if record is not None:
-                        yield (key.decode() if isinstance(key, bytes) else key), record
+                    name = key.decode() if isinstance(key, bytes) else key
+                    if record is not None and not name.endswith(LOCK_SUFFIX):
+                        yield name, record
 
 
 @contextmanager

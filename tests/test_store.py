@@ -153,3 +153,26 @@ def test_from_url_builds_a_working_store(redis_server: RedisServer) -> None:
     assert store.create(key, b"via url", in_a_minute())
     assert store.find(key) == b"via url"
     store.delete(key)
+
+
+def test_the_write_lock_has_one_holder_and_expires(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    holder = store.lock(key, ttl_ms=200)
+    assert holder is not None
+    assert store.lock(key) is None
+    store.unlock(key, "someone else")  # not theirs to release
+    assert store.lock(key) is None
+    store.unlock(key, holder)
+    second = store.lock(key, ttl_ms=50)
+    assert second is not None
+    time.sleep(0.1)
+    assert store.lock(key) is not None  # the dead holder's lock expired
+
+
+def test_scan_skips_write_locks(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    store.create(key, record(1), in_a_minute())
+    store.lock(key)
+    assert [found for found, _ in store.scan()] == [key]
