@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, current_app
 
 from .engine import SessionEngine
@@ -41,9 +43,16 @@ class RedisSessions:
         :raises ConfigurationError: a config value is invalid.
         """
         settings = FlaskSettings.from_config(app.config)
+        durability: dict[str, Any] = {
+            "min_replicas": settings.min_replicas,
+            "replica_timeout": settings.replica_timeout.total_seconds(),
+        }
         if settings.redis_client is not None:
             store = RedisStore(
-                settings.redis_client, prefix=settings.key_prefix, hash_tokens=settings.hash_tokens
+                settings.redis_client,
+                prefix=settings.key_prefix,
+                hash_tokens=settings.hash_tokens,
+                **durability,
             )
         else:
             store = RedisStore.from_url(
@@ -52,6 +61,7 @@ class RedisSessions:
                 hash_tokens=settings.hash_tokens,
                 timeout=settings.redis_timeout.total_seconds(),
                 retries=settings.redis_retries,
+                **durability,
             )
         engine = SessionEngine(
             store, idle_timeout=settings.idle_timeout, max_size=settings.max_size

@@ -91,6 +91,8 @@ class FlaskSettings:
     redis_retries: int
     retry_after: int
     propagate_unavailable: bool
+    min_replicas: int
+    replica_timeout: timedelta
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FlaskSettings:
@@ -112,4 +114,6 @@ class FlaskSettings:
             propagate_unavailable=flag(
                 "SCS_PROPAGATE_UNAVAILABLE", config.get("SCS_PROPAGATE_UNAVAILABLE", False)
             ),
+            min_replicas=count("SCS_MIN_REPLICAS", config.get("SCS_MIN_REPLICAS", 0)),
+            replica_timeout=duration("SCS_REPLICA_TIMEOUT", config.get("SCS_REPLICA_TIMEOUT", 0.5)),
         )

@@ -10,16 +10,15 @@ from __future__ import annotations
 import enum
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import redis
 import redis.exceptions
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from . import settings
+from .connections import client_from_url
 from .errors import ConfigurationError, SessionStoreError, SessionStoreUnavailable
 from .tokens import token_digest
 
@@ -84,12 +83,23 @@ class RedisStore:
     Sentinel ``master_for`` client) that returns bytes, so it must not be
     created with ``decode_responses=True``. With ``hash_tokens`` (the
     default) the id is base64url(SHA-256(token)), so the keys in a Redis dump
-    or a MONITOR log cannot be used as cookies.
+    or a MONITOR log cannot be used as cookies. With ``min_replicas``, every
+    write waits (WAIT, up to ``replica_timeout`` seconds) until that many
+    replicas have it, and raises :class:`SessionStoreUnavailable` rather than
+    claim a write that fewer acknowledged.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, client: Any, prefix: str = "scs:session:", hash_tokens: bool = True) -> None:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "scs:session:",
+        hash_tokens: bool = True,
+        *,
+        min_replicas: int = 0,
+        replica_timeout: float = 0.5,
+    ) -> None:
         if not isinstance(prefix, str):
             raise ConfigurationError(f"the key prefix must be a str, not {type(prefix).__name__}")
         if not isinstance(hash_tokens, bool):
@@ -103,7 +113,13 @@ class RedisStore:
         self.client = client
         self.prefix = prefix
         self.hash_tokens = hash_tokens
+        #: Replicas that must acknowledge each write (WAIT) before it counts.
+        self.min_replicas = settings.count("min_replicas", min_replicas)
+        self._replica_timeout_ms = int(
+            settings.duration("replica_timeout", replica_timeout).total_seconds() * 1000
+        )
         self._match = _GLOB_SPECIAL.sub(r"\\\1", prefix) + "*"
+        self._cluster = callable(getattr(client, "get_node_from_key", None))
         self._compare_and_set = client.register_script(COMPARE_AND_SET)
         self._unlock = client.register_script(UNLOCK)
 
@@ -116,36 +132,38 @@ class RedisStore:
         hash_tokens: bool = True,
         timeout: float = 1.0,
         retries: int = 2,
+        min_replicas: int = 0,
+        replica_timeout: float = 0.5,
         **client_kwargs: Any,
     ) -> RedisStore:
-        """Build a store on a new ``redis.Redis`` client made from ``url``.
+        """Build a store on a new client made from ``url``.
 
-        The client gives up on a connect or a reply after ``timeout`` seconds,
-        so a hung server costs a request that long, not forever. A refused or
-        dropped connection is retried ``retries`` times with a short
-        exponential backoff; a timeout is not retried. ``client_kwargs`` go to
-        :meth:`redis.Redis.from_url` and win over these. No connection is made
-        until the first command.
+        Besides ``redis://`` URLs, ``redis+cluster://`` and ``redis+sentinel://``
+        URLs give a Cluster or a Sentinel-watched primary (see
+        :mod:`.connections`). The client gives up on a connect or a reply after
+        ``timeout`` seconds, so a hung server costs a request that long, not
+        forever, and retries a refused or dropped connection ``retries`` times
+        with a short backoff; a timeout is not retried. ``client_kwargs`` go to
+        the client and win over these. A single server or a Sentinel client
+        connects at its first command; a Cluster client asks a startup node for
+        the cluster's layout when it is made.
 
         .. versionchanged:: 0.1
             Added ``timeout`` and ``retries``.
         """
-        settings.duration("timeout", timeout)
-        options: dict[str, Any] = {
-            "socket_connect_timeout": timeout,
-            "socket_timeout": timeout,
-            "retry": Retry(
-                ExponentialBackoff(cap=0.5, base=0.05),
-                settings.count("retries", retries),
-                supported_errors=(redis.exceptions.ConnectionError,),
-            ),
+        client = client_from_url(
+            url,
+            timeout=settings.duration("timeout", timeout).total_seconds(),
+            retries=settings.count("retries", retries),
             **client_kwargs,
-        }
-        try:
-            client = redis.Redis.from_url(url, **options)
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
-        return cls(client, prefix=prefix, hash_tokens=hash_tokens)
+        )
+        return cls(
+            client,
+            prefix=prefix,
+            hash_tokens=hash_tokens,
+            min_replicas=min_replicas,
+            replica_timeout=replica_timeout,
+        )
 
     def key_for(self, token: str) -> str:
         """Return the Redis key that holds the record of ``token``."""
@@ -170,7 +188,12 @@ class RedisStore:
         the record was written.
         """
         with _translated_errors():
-            return bool(self.client.set(key, record, pxat=expiry_ms, nx=True))
+            if not self.min_replicas:
+                return bool(self.client.set(key, record, pxat=expiry_ms, nx=True))
+            (written,) = self._durably(
+                key, lambda pipe: pipe.set(key, record, pxat=expiry_ms, nx=True)
+            )
+            return bool(written)
 
     def replace(self, key: str, record: bytes, expiry_ms: int, *, expected: bytes) -> Write:
         """Overwrite the record at ``key`` if it is still the revision tagged ``expected``.
@@ -178,31 +201,78 @@ class RedisStore:
         One EVALSHA of a compare-and-set script, with the expiry set in the
         same write.
         """
-        with _translated_errors():
-            answer = self._compare_and_set(keys=[key], args=[expected, record, expiry_ms])
-        return Write.from_answer(answer)
+        return self._compare_and_set_at(key, expected, record, expiry_ms)
 
     def remove(self, key: str, *, expected: bytes) -> Write:
         """Delete the record at ``key`` if it is still the revision tagged ``expected``."""
-        with _translated_errors():
-            answer = self._compare_and_set(keys=[key], args=[expected, b"", 0])
-        return Write.from_answer(answer)
+        return self._compare_and_set_at(key, expected, b"", 0)
 
     def move(
         self, key: str, *, expected: bytes, new_key: str, record: bytes, expiry_ms: int
     ) -> Write:
         """Write ``record`` at ``new_key``, and delete ``key`` if it is still ``expected``.
 
-        Both go in one round trip. The answer is about ``key``; unless it is
-        done, the caller decides what becomes of ``new_key``.
+        Both go in one round trip; on a Cluster, or when replicas must
+        acknowledge, in two, as the keys may live on different primaries. The
+        answer is about ``key``; unless it is done, the caller decides what
+        becomes of ``new_key``.
         """
         with _translated_errors():
+            if self.min_replicas:
+                self._durably(new_key, lambda pipe: pipe.set(new_key, record, pxat=expiry_ms))
+                return self._compare_and_set_at(key, expected, b"", 0)
+            if self._cluster:  # a cluster pipeline cannot carry a script
+                self.client.set(new_key, record, pxat=expiry_ms)
+                return self._compare_and_set_at(key, expected, b"", 0)
             pipe = self.client.pipeline(transaction=False)
             pipe.set(new_key, record, pxat=expiry_ms)
             # EVAL, not EVALSHA: with a script a pipeline first asks SCRIPT EXISTS.
             pipe.eval(COMPARE_AND_SET, 1, key, expected, b"", 0)
             _, answer = pipe.execute()
         return Write.from_answer(answer)
+
+    def _compare_and_set_at(
+        self, key: str, expected: bytes, record: bytes, expiry_ms: int
+    ) -> Write:
+        with _translated_errors():
+            if not self.min_replicas:
+                answer = self._compare_and_set(keys=[key], args=[expected, record, expiry_ms])
+            else:
+                (answer,) = self._durably(
+                    key,
+                    lambda pipe: pipe.eval(COMPARE_AND_SET, 1, key, expected, record, expiry_ms),
+                    unless=lambda answer: answer != 1,
+                )
+        return Write.from_answer(answer)
+
+    def _durably(
+        self,
+        key: str,
+        queue: Callable[[Any], object],
+        unless: Callable[[Any], bool] = lambda answer: not answer,
+    ) -> list[Any]:
+        """Run one write on ``key``'s primary, then WAIT for ``min_replicas`` on that connection.
+
+        WAIT counts the writes of its own connection, so both go in one
+        pipeline to the primary that holds ``key``. A write that ``unless``
+        says did not happen needs no acknowledgement.
+
+        :raises SessionStoreUnavailable: fewer replicas acknowledged in time;
+            the write is not claimed as done.
+        """
+        primary = (
+            self.client.get_node_from_key(key).redis_connection if self._cluster else self.client
+        )
+        pipe = primary.pipeline(transaction=False)
+        queue(pipe)
+        pipe.wait(self.min_replicas, self._replica_timeout_ms)
+        *results, acknowledged = list(pipe.execute())
+        if not unless(results[0]) and acknowledged < self.min_replicas:
+            raise SessionStoreUnavailable(
+                f"only {acknowledged} of the {self.min_replicas} replicas required"
+                f" acknowledged the write within {self._replica_timeout_ms} ms"
+            )
+        return list(results)
 
     def lock(self, key: str, *, ttl_ms: int = 2000) -> str | None:
         """Take the write lock of the record at ``key``; return its holder id, or None.
@@ -225,7 +295,10 @@ class RedisStore:
     def delete(self, key: str) -> None:
         """Delete the record at ``key``, if there is one."""
         with _translated_errors():
-            self.client.delete(key)
+            if self.min_replicas:
+                self._durably(key, lambda pipe: pipe.delete(key), unless=lambda deleted: False)
+            else:
+                self.client.delete(key)
 
     def scan(self, batch: int = 500) -> Iterator[tuple[str, bytes]]:
         """Yield ``(key, record)`` for every record under this store's prefix.

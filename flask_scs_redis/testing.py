@@ -25,8 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -65,6 +66,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """Return a free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 class RedisServer:
     """A ``redis-server`` process of our own on a free loopback port.
 
@@ -73,7 +88,11 @@ class RedisServer:
     """
 
     def __init__(
-        self, *extra_args: str, port: int | None = None, startup_timeout: float = 10.0
+        self,
+        *extra_args: str,
+        port: int | None = None,
+        config: str | None = None,
+        startup_timeout: float = 10.0,
     ) -> None:
         self.binary = find_redis_server()
         self.port = port or free_port()
@@ -81,6 +100,12 @@ class RedisServer:
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir = tempfile.mkdtemp(prefix="scs-redis-")
+        # A config file goes first on the command line; a sentinel rewrites its own.
+        self._config_file: list[str] = []
+        if config is not None:
+            path = Path(self._workdir) / "redis.conf"
+            path.write_text(config)
+            self._config_file = [str(path)]
 
     @property
     def url(self) -> str:
@@ -98,6 +123,7 @@ class RedisServer:
             return self
         args = [
             self.binary,
+            *self._config_file,
             "--port",
             str(self.port),
             "--bind",
@@ -216,6 +242,270 @@ class CommandCounter:
                     self.by_command[name] = self.by_command.get(name, 0) + 1
         finally:
             self._monitor.__exit__(kind, exc, tb)
+
+
+def _command(client: redis.Redis, *args: Any) -> Any:
+    """Run a command redis-py has no typed method for (CLUSTER ..., SENTINEL ...)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+# Start a replica's first sync at once, not after the default 5 s wait for others.
+_QUICK_SYNC = ("--repl-diskless-sync-delay", "0")
+
+
+def _replica_in_sync(client: redis.Redis) -> bool:
+    info = client.info("replication")
+    return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except redis.exceptions.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class RedisClusterServers:
+    """A Redis Cluster of our own: primaries with replicas, on free loopback ports.
+
+    The cluster is formed with CLUSTER ADDSLOTS, MEET and REPLICATE, so only
+    ``redis-server`` is needed. ``node_timeout_ms`` is kept low, so a killed
+    primary's replica takes over within seconds.
+    """
+
+    SLOTS = 16384
+
+    def __init__(
+        self, primaries: int = 3, replicas_per_primary: int = 1, node_timeout_ms: int = 1000
+    ) -> None:
+        options = (
+            "--cluster-enabled", "yes",
+            "--cluster-node-timeout", str(node_timeout_ms),
+            "--cluster-require-full-coverage", "no",
+            "--cluster-config-file", "nodes.conf",
+            *_QUICK_SYNC,
+        )  # fmt: skip
+        self.primaries = [RedisServer(*options, port=free_cluster_port()) for _ in range(primaries)]
+        self.replicas = [
+            RedisServer(*options, port=free_cluster_port())
+            for _ in range(primaries * replicas_per_primary)
+        ]
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        """Every node, primaries first."""
+        return [*self.primaries, *self.replicas]
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL naming every node as a startup node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+
+    def start(self) -> RedisClusterServers:
+        """Start the nodes, assign the slots, pair the replicas, and wait for state ok."""
+        for server in self.servers:
+            server.start()
+        clients = [server.client() for server in self.servers]
+        share = self.SLOTS // len(self.primaries)
+        for number, client in enumerate(clients[: len(self.primaries)]):
+            last = self.SLOTS if number == len(self.primaries) - 1 else (number + 1) * share
+            _command(client, "CLUSTER ADDSLOTS", *range(number * share, last))
+        for client in clients[1:]:
+            _command(client, "CLUSTER MEET", "127.0.0.1", self.primaries[0].port)
+        _wait_until(
+            lambda: all(len(self._known_nodes(c)) == len(clients) for c in clients),
+            30,
+            "the nodes to meet",
+        )
+        primary_ids = [_command(c, "CLUSTER MYID").decode() for c in clients]
+        for number, client in enumerate(clients[len(self.primaries) :]):
+            primary = primary_ids[number % len(self.primaries)]
+            _wait_until(partial(self._knows, client, primary), 30, "a replica to learn its primary")
+            _command(client, "CLUSTER REPLICATE", primary)
+        self.wait_until_ok()
+        _wait_until(
+            lambda: all(_replica_in_sync(c) for c in clients[len(self.primaries) :]),
+            30,
+            "the replicas to sync",
+        )
+        for client in clients:
+            client.close()
+        return self
+
+    @staticmethod
+    def _nodes(client: redis.Redis) -> dict[str, dict[str, Any]]:
+        # redis-py parses CLUSTER NODES into {"host:port": {"node_id": ..., ...}}.
+        return _command(client, "CLUSTER NODES")  # type: ignore[no-any-return]
+
+    @classmethod
+    def _knows(cls, client: redis.Redis, node_id: str) -> bool:
+        return node_id in cls._known_nodes(client)
+
+    @classmethod
+    def _known_nodes(cls, client: redis.Redis) -> set[str]:
+        return {node["node_id"] for node in cls._nodes(client).values()}
+
+    def wait_until_ok(self, timeout: float = 30) -> None:
+        """Wait until every running node reports ``cluster_state:ok``."""
+
+        def ok() -> bool:
+            for server in self.servers:
+                if server.process is None:
+                    continue
+                client = server.client(socket_timeout=1)
+                try:
+                    info = _command(client, "CLUSTER INFO")
+                finally:
+                    client.close()
+                if info.get("cluster_state") != "ok":  # redis-py parses it into a dict
+                    return False
+            return True
+
+        _wait_until(ok, timeout, "cluster_state:ok")
+
+    def primary_for(self, key: str) -> RedisServer:
+        """The server that is the primary for ``key`` now."""
+        running = next(server for server in self.servers if server.process is not None)
+        probe = running.client(socket_timeout=1)
+        try:
+            slot = int(_command(probe, "CLUSTER KEYSLOT", key))
+            for address, node in self._nodes(probe).items():
+                if "master" not in node["flags"] or "fail" in node["flags"]:
+                    continue
+                if any(int(low) <= slot <= int(high) for low, high, *_ in node["slots"]):
+                    port = int(address.rsplit(":", 1)[1].split("@", 1)[0])
+                    return next(server for server in self.servers if server.port == port)
+        finally:
+            probe.close()
+        raise LookupError(f"no primary serves {key!r}")
+
+    def client(self, **kwargs: Any) -> Any:
+        """Return a new ``redis.cluster.RedisCluster`` on these nodes."""
+        from redis.cluster import ClusterNode, RedisCluster
+
+        nodes = [
+            ClusterNode("127.0.0.1", server.port)  # type: ignore[no-untyped-call]
+            for server in self.servers
+        ]
+        return RedisCluster(startup_nodes=nodes, **kwargs)
+
+    def close(self) -> None:
+        """Stop every node and remove their folders."""
+        for server in self.servers:
+            server.close()
+
+    def __enter__(self) -> RedisClusterServers:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class RedisSentinelGroup:
+    """A primary, its replicas and a quorum of sentinels, on free loopback ports.
+
+    ``down_after_ms`` is kept low, so a killed primary is replaced within
+    seconds.
+    """
+
+    def __init__(
+        self,
+        replicas: int = 1,
+        sentinels: int = 3,
+        service_name: str = "scs-primary",
+        down_after_ms: int = 1000,
+    ) -> None:
+        self.service_name = service_name
+        self.primary = RedisServer(*_QUICK_SYNC)
+        self.replicas = [
+            RedisServer(*_QUICK_SYNC, "--replicaof", "127.0.0.1", str(self.primary.port))
+            for _ in range(replicas)
+        ]
+        quorum = sentinels // 2 + 1
+        config = (
+            f"sentinel monitor {service_name} 127.0.0.1 {self.primary.port} {quorum}\n"
+            f"sentinel down-after-milliseconds {service_name} {down_after_ms}\n"
+            f"sentinel failover-timeout {service_name} 10000\n"
+            f"sentinel parallel-syncs {service_name} 1\n"
+        )
+        self.sentinels = [RedisServer("--sentinel", config=config) for _ in range(sentinels)]
+
+    @property
+    def url(self) -> str:
+        """A ``redis+sentinel://`` URL naming the sentinels and the service."""
+        hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service_name}/0"
+
+    def start(self) -> RedisSentinelGroup:
+        """Start the primary, the replicas and the sentinels, and wait until all is linked."""
+        self.primary.start()
+        for replica in self.replicas:
+            replica.start()
+        for sentinel in self.sentinels:
+            sentinel.start()
+        replica_clients = [replica.client() for replica in self.replicas]
+        _wait_until(
+            lambda: all(_replica_in_sync(client) for client in replica_clients),
+            30,
+            "the replicas to sync",
+        )
+        for client in replica_clients:
+            client.close()
+
+        def sentinels_ready() -> bool:
+            for sentinel in self.sentinels:
+                client = sentinel.client(socket_timeout=1)
+                try:
+                    state: Any = client.sentinel_master(self.service_name)
+                finally:
+                    client.close()
+                if int(state["num-other-sentinels"]) < len(self.sentinels) - 1:
+                    return False
+                if int(state["num-slaves"]) < len(self.replicas):
+                    return False
+            return True
+
+        _wait_until(sentinels_ready, 30, "the sentinels to find each other and the replicas")
+        return self
+
+    def current_primary(self) -> RedisServer:
+        """The server the sentinels name as primary now."""
+        client = self.sentinels[0].client(socket_timeout=1)
+        try:
+            address: Any = client.sentinel_get_master_addr_by_name(self.service_name)
+            port = address[1]
+        finally:
+            client.close()
+        return next(s for s in [self.primary, *self.replicas] if s.port == int(port))
+
+    def close(self) -> None:
+        """Stop every process and remove their folders."""
+        for server in [*self.sentinels, self.primary, *self.replicas]:
+            server.close()
+
+    def __enter__(self) -> RedisSentinelGroup:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 @contextmanager

@@ -1,0 +1,243 @@
+"""Redis Cluster and Sentinel, on real local topologies, with failover.
+
+Quick runs can skip these with ``pytest -m "not cluster and not sentinel"``;
+``make test`` runs them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.test import Client
+
+from flask_scs_redis import RedisStore, SessionStoreUnavailable
+from flask_scs_redis.testing import RedisClusterServers, RedisSentinelGroup, RedisServer
+
+from views import GATES, Gate, build_flask_app, build_wsgi_app
+
+
+def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    with capsys.disabled():
+        print(f"\n  {line}")
+
+
+def flask_on(url: str, **config: Any) -> Flask:
+    return build_flask_app(None, SCS_REDIS_URL=url, SCS_REDIS_TIMEOUT=0.5, **config)
+
+
+def store_of(app: Flask) -> RedisStore:
+    return app.session_interface.engine.store  # type: ignore[attr-defined, no-any-return]
+
+
+def start_sessions(app: Flask, count: int) -> list[Client]:
+    clients = []
+    for number in range(count):
+        client = app.test_client()
+        query = {"key": "who", "value": str(number)}
+        assert client.get("/set", query_string=query).status_code == 200
+        clients.append(client)
+    return clients
+
+
+def recover(client: Client, path: str, timeout: float) -> tuple[float, int]:
+    """Request ``path`` every 50 ms until it succeeds; return the seconds and the failures."""
+    started, failures = time.monotonic(), 0
+    while time.monotonic() - started < timeout:
+        if client.get(path).status_code == 200:
+            return time.monotonic() - started, failures
+        failures += 1
+        time.sleep(0.05)
+    raise AssertionError(f"{path} still failed after {timeout} s ({failures} failures)")
+
+
+# Redis Cluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterServers]:
+    with RedisClusterServers(primaries=3, replicas_per_primary=1) as servers:
+        yield servers
+
+
+@pytest.mark.cluster
+def test_sessions_spread_over_every_primary_and_all_of_it_works(
+    cluster: RedisClusterServers,
+) -> None:
+    app = flask_on(cluster.url, SCS_KEY_PREFIX="spread:")
+    clients = start_sessions(app, 60)
+    per_primary = {
+        server.port: sum(1 for _ in server.client().scan_iter(match="spread:*"))
+        for server in cluster.primaries
+    }
+    assert all(count > 0 for count in per_primary.values()), per_primary
+    assert sum(per_primary.values()) == 60
+    first, second, third = clients[:3]
+    assert first.get("/read").text == "None"
+    assert first.get("/incr").text == "1"
+    assert first.get("/incr").text == "2"
+    old = second.get_cookie("session").value  # type: ignore[union-attr]
+    second.get("/login", query_string={"user": "alice"})
+    assert second.get_cookie("session").value != old  # type: ignore[union-attr]
+    third.get("/logout")
+    assert len(list(store_of(app).scan(batch=7))) == 59  # SCAN on every primary, pipelined GETs
+
+
+@pytest.mark.cluster
+def test_overlapping_saves_lose_nothing_on_a_cluster(cluster: RedisClusterServers) -> None:
+    app = flask_on(cluster.url, SCS_KEY_PREFIX="overlap:")
+    first, second = app.test_client(), app.test_client()
+    first.get("/set", query_string={"key": "n", "value": "1"})
+    second.set_cookie("session", first.get_cookie("session").value)  # type: ignore[union-attr]
+    gate = GATES["cluster"] = Gate()
+    thread = threading.Thread(
+        target=first.get,
+        args=("/set",),
+        kwargs={"query_string": {"key": "a", "value": "A", "hold": "cluster"}},
+    )
+    thread.start()
+    assert gate.arrived.wait(10)
+    second.get("/set", query_string={"key": "b", "value": "B"})
+    gate.release.set()
+    thread.join(10)
+    GATES.clear()
+    ((_, record),) = store_of(app).scan()
+    from flask_scs_redis.codec import decode
+    from flask_scs_redis.record import unpack_record
+
+    assert decode(unpack_record(record).values) == {"n": "1", "b": "B", "a": "A"}
+
+
+@pytest.mark.cluster
+def test_a_ready_cluster_client_and_the_wsgi_middleware_work_unchanged(
+    cluster: RedisClusterServers,
+) -> None:
+    flask_client = build_flask_app(cluster.client(), SCS_KEY_PREFIX="ready:").test_client()
+    wsgi_client = Client(build_wsgi_app(cluster.client(), prefix="ready-wsgi:"))
+    for client in (flask_client, wsgi_client):
+        assert [client.get("/incr").text for _ in range(3)] == ["1", "2", "3"]
+    store = RedisStore.from_url(cluster.url, prefix="from-url:", min_replicas=1)
+    key = store.key_for("c" * 43)
+    assert store.create(key, b"acknowledged", int(time.time() * 1000) + 60_000)
+    assert store.find(key) == b"acknowledged"
+
+
+@pytest.mark.cluster
+def test_cluster_failover_keeps_acknowledged_sessions(capsys: pytest.CaptureFixture[str]) -> None:
+    # Two replicas a primary, so the promoted one still has a replica to acknowledge writes.
+    with RedisClusterServers(primaries=3, replicas_per_primary=2) as servers:
+        app = flask_on(servers.url, SCS_MIN_REPLICAS=1)
+        clients = start_sessions(app, 30)
+        for client in clients:
+            assert client.get("/incr").text == "1"
+        store = store_of(app)
+        victim_key = store.key_for(clients[0].get_cookie("session").value)  # type: ignore[union-attr]
+        victim = servers.primary_for(victim_key)
+        victim.stop()
+        seconds, failures = recover(clients[0], "/incr", timeout=20)
+        report(
+            capsys,
+            f"cluster failover: writes to the lost primary's slots worked again after"
+            f" {seconds:.1f} s, {failures} requests failed meanwhile (503)",
+        )
+        assert servers.primary_for(victim_key) is not victim
+        # Every session acknowledged before the kill is still there...
+        assert [client.get("/read").text for client in clients[1:]] == ["1"] * 29
+        # ...and writes work on every primary once each has a replica again.
+        for client in clients:
+            recover(client, "/incr", timeout=20)
+
+
+# Redis Sentinel
+
+
+@pytest.fixture(scope="module")
+def sentinel_group() -> Iterator[RedisSentinelGroup]:
+    with RedisSentinelGroup(replicas=1) as group:
+        yield group
+
+
+@pytest.mark.sentinel
+def test_sentinel_sessions_from_config_alone(sentinel_group: RedisSentinelGroup) -> None:
+    app = flask_on(sentinel_group.url, SCS_MIN_REPLICAS=1)
+    client = app.test_client()
+    assert [client.get("/incr").text for _ in range(3)] == ["1", "2", "3"]
+    old = client.get_cookie("session").value  # type: ignore[union-attr]
+    client.get("/login", query_string={"user": "alice"})
+    assert client.get_cookie("session").value != old  # type: ignore[union-attr]
+    assert client.get("/read").text == "3"
+    client.get("/logout")
+    assert client.get("/read").text == "None"
+
+
+@pytest.mark.sentinel
+def test_a_ready_sentinel_client_works_unchanged(sentinel_group: RedisSentinelGroup) -> None:
+    from redis.sentinel import Sentinel
+
+    sentinel = Sentinel([("127.0.0.1", s.port) for s in sentinel_group.sentinels])
+    primary = sentinel.master_for(sentinel_group.service_name)
+    client = Client(build_wsgi_app(primary, prefix="sentinel-wsgi:"))
+    assert [client.get("/incr").text for _ in range(2)] == ["1", "2"]
+
+
+@pytest.mark.sentinel
+def test_sentinel_failover_keeps_acknowledged_sessions(capsys: pytest.CaptureFixture[str]) -> None:
+    with RedisSentinelGroup(replicas=2) as group:
+        app = flask_on(group.url, SCS_MIN_REPLICAS=1)
+        clients = start_sessions(app, 10)
+        for client in clients:
+            assert client.get("/incr").text == "1"
+        group.primary.stop()
+        seconds, failures = recover(clients[0], "/incr", timeout=30)
+        report(
+            capsys,
+            f"sentinel failover: writes worked again after {seconds:.1f} s,"
+            f" {failures} requests failed meanwhile (503)",
+        )
+        assert group.current_primary() is not group.primary
+        assert [client.get("/read").text for client in clients[1:]] == ["1"] * 9
+        for client in clients:
+            recover(client, "/incr", timeout=20)
+
+
+# Durability
+
+
+def test_too_few_replicas_is_an_outage_not_a_claimed_write(
+    fresh_redis_server: RedisServer,
+) -> None:
+    store = RedisStore(fresh_redis_server.client(), min_replicas=1, replica_timeout=0.1)
+    with pytest.raises(SessionStoreUnavailable, match="only 0 of the 1 replicas"):
+        store.create(store.key_for("d" * 43), b"record", int(time.time() * 1000) + 60_000)
+    app = build_flask_app(fresh_redis_server.client(), SCS_MIN_REPLICAS=1, SCS_REPLICA_TIMEOUT=0.1)
+    assert app.test_client().get("/incr").status_code == 503
+
+
+def test_cluster_and_sentinel_urls_are_checked() -> None:
+    from flask_scs_redis import ConfigurationError
+
+    for url in (
+        "redis+cluster://127.0.0.1:1/3",
+        "redis+cluster://no-port",
+        "redis+sentinel://127.0.0.1:26379",
+        "redis+sentinel://127.0.0.1:26379/service/0/extra",
+    ):
+        with pytest.raises(ConfigurationError, match="invalid Redis URL"):
+            RedisStore.from_url(url)
+
+
+def test_a_sentinel_url_carries_service_db_and_passwords() -> None:
+    store = RedisStore.from_url(
+        "redis+sentinel://:secret@127.0.0.1:26379,127.0.0.1:26380/mymaster/2?sentinel_password=s3"
+    )
+    pool = store.client.connection_pool
+    assert pool.service_name == "mymaster"
+    assert pool.connection_kwargs["db"] == 2
+    assert pool.connection_kwargs["password"] == "secret"
+    sentinels = pool.sentinel_manager.sentinels
+    assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [26379, 26380]
+    assert sentinels[0].connection_pool.connection_kwargs["password"] == "s3"
