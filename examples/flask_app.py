@@ -31,7 +31,8 @@ PAGE = """<!doctype html>
 <p>New session (nothing stored before this request): {{ is_new }}</p>
 <p>Session deadline (UTC): {{ deadline.isoformat(timespec="seconds") }}</p>
 {% if user %}
-  <p>Logged in as <b>{{ user }}</b>.</p>
+  <p>Logged in as <b>{{ user }}</b>.
+     <a href="{{ url_for('active_sessions') }}">Active sessions</a></p>
   <form method="post" action="{{ url_for('logout') }}"><button>Log out</button></form>
 {% else %}
   <form method="post" action="{{ url_for('login') }}">
@@ -39,6 +40,28 @@ PAGE = """<!doctype html>
     <button>Log in</button>
   </form>
 {% endif %}
+"""
+
+SESSIONS_PAGE = """<!doctype html>
+<title>Active sessions</title>
+<h1>Active sessions of {{ user }}</h1>
+{% for message in get_flashed_messages() %}<p>{{ message }}</p>{% endfor %}
+<table>
+  <tr><th>Session</th><th>Client</th><th>Started</th><th>Last change</th><th>Ends</th></tr>
+  {% for info in sessions %}
+  <tr>
+    <td>{{ info.id[:8] }}{% if info.current %} (this one){% endif %}</td>
+    <td>{{ info.description or "-" }}</td>
+    <td>{{ info.created_at.isoformat(timespec="seconds") }}</td>
+    <td>{{ info.last_seen.isoformat(timespec="seconds") }}</td>
+    <td>{{ info.expires_at.isoformat(timespec="seconds") }}</td>
+  </tr>
+  {% endfor %}
+</table>
+<form method="post" action="{{ url_for('log_out_others') }}">
+  <button>Log out other devices</button>
+</form>
+<p><a href="{{ url_for('index') }}">Back</a></p>
 """
 
 
@@ -56,7 +79,7 @@ def create_app(redis_url: str) -> Flask:
     )
     # No SECRET_KEY: the cookie holds only a random token and flash() keeps
     # its messages in the server-side session, so nothing needs signing.
-    RedisSessions(app)
+    sessions = RedisSessions(app)
 
     @app.get("/")
     def index() -> str:
@@ -64,7 +87,7 @@ def create_app(redis_url: str) -> Flask:
         return render_template_string(
             PAGE,
             visits=session["visits"],
-            user=session.get("user"),
+            user=session.get("_user_id"),
             is_new=session.new,
             deadline=session.deadline,
         )
@@ -80,7 +103,11 @@ def create_app(redis_url: str) -> Flask:
         # token at the end of this request and deletes the old record, so a
         # token known before login is worthless after it.
         session.renew()
-        session["user"] = username
+        # "_user_id" is where Flask-Login keeps the user, and what SCS_USER_KEY
+        # indexes by default: it is what makes "Active sessions" possible.
+        session["_user_id"] = username
+        # Describing the client is the app's choice; nothing is collected otherwise.
+        session.description = request.user_agent.string[:80] or None
         flash(f"Welcome, {username}!", "success")
         return redirect(url_for("index"))
 
@@ -92,6 +119,21 @@ def create_app(redis_url: str) -> Flask:
         # set a new cookie) just to carry the message.
         session.destroy()
         return redirect(url_for("index"))
+
+    @app.get("/sessions")
+    def active_sessions() -> str | Response:
+        user = session.get("_user_id")
+        if user is None:
+            return redirect(url_for("index"))
+        return render_template_string(
+            SESSIONS_PAGE, user=user, sessions=sessions.user_sessions(user)
+        )
+
+    @app.post("/sessions/log-out-others")
+    def log_out_others() -> Response:
+        ended = sessions.destroy_user_sessions(session["_user_id"], keep_current=True)
+        flash(f"Logged out {ended} other session(s).", "success")
+        return redirect(url_for("active_sessions"))
 
     return app
 

@@ -6,6 +6,7 @@ encoded with msgpack, under a hash of that token, with a TTL.
 
 from __future__ import annotations
 
+from .admin import SessionAdmin, SessionInfo
 from .engine import Outcome, SessionEngine
 from .errors import (
     ConfigurationError,
@@ -29,9 +30,11 @@ __all__ = [
     "RedisSessions",
     "RedisStore",
     "Session",
+    "SessionAdmin",
     "SessionConflictError",
     "SessionEngine",
     "SessionError",
+    "SessionInfo",
     "SessionMiddleware",
     "SessionStoreError",
     "SessionStoreUnavailable",

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import codec
 from .errors import SessionConflictError, SessionTooLargeError
-from .record import Record, pack_record, revision_tag, unpack_record
+from .record import Record, pack_record, unpack_record
 from .session import Session, Status
 from .store import RedisStore, WriteStatus
 from .tokens import new_token, token_digest
@@ -80,6 +80,12 @@ class SessionEngine:
     ``max_size`` caps the encoded record in bytes; ``max_attempts`` bounds the
     compare-and-set retries of one save when other requests keep writing.
 
+    ``user_key`` names the session value that holds the logged-in user (None
+    turns the per-user index off). Sessions holding it are indexed under
+    that user; with ``renew_on_login`` a change of its value renews the
+    token; ``max_sessions_per_user`` destroys a user's oldest sessions past
+    that many.
+
     .. versionadded:: 0.1
     """
 
@@ -90,11 +96,17 @@ class SessionEngine:
         idle_timeout: timedelta | None = None,
         max_size: int = 65536,
         max_attempts: int = 16,
+        user_key: str | None = "_user_id",
+        renew_on_login: bool = True,
+        max_sessions_per_user: int | None = None,
     ) -> None:
         self.store = store
         self.idle_timeout = idle_timeout
         self.max_size = max_size
         self.max_attempts = max_attempts
+        self.user_key = user_key
+        self.renew_on_login = renew_on_login
+        self.max_sessions_per_user = max_sessions_per_user
         self._idle_ms = None if idle_timeout is None else _milliseconds(idle_timeout)
 
     def open(
@@ -131,6 +143,7 @@ class SessionEngine:
         session._token = token
         session._key = key
         self._adopt(session, record)
+        session._indexed_user = self._user_of(values)
         session._expiry_ms = (
             record.deadline_ms if idle_expiry is None else min(record.deadline_ms, idle_expiry)
         )
@@ -147,7 +160,14 @@ class SessionEngine:
         else:
             key = session._key
         if key is not None:
-            self.store.delete(key)
+            user = session._indexed_user
+            if session._status is Status.UNLOADED and self.user_key is not None:
+                # Not read yet: GETDEL tells whose index to clean in the same command.
+                user = self._user_in(self.store.take(key))
+            else:
+                self.store.delete(key)
+            if user is not None:
+                self.store.index_remove(user, self.store.id_of(key))
         dict.clear(session)
         self._start_new(session, Status.DESTROYED)
 
@@ -169,6 +189,57 @@ class SessionEngine:
         """
         if session._status is Status.UNLOADED:
             return Outcome.UNTOUCHED
+        indexed = (session._indexed_user, session._key)
+        if self._logged_in(session):
+            session._status = Status.RENEWED  # a new token for a new user: no fixation
+        outcome = self._commit_values(session)
+        if self.user_key is not None:
+            self._reindex(session, outcome, *indexed)
+        return outcome
+
+    def _user_of(self, values: dict[Any, Any]) -> str | None:
+        user = values.get(self.user_key) if self.user_key is not None else None
+        return None if user is None else str(user)
+
+    def _user_in(self, blob: bytes | None) -> str | None:
+        """The user a record holds, or None if it holds none or cannot be read."""
+        if blob is None:
+            return None
+        try:
+            return self._user_of(codec.decode(unpack_record(blob).values))
+        except ValueError:
+            return None
+
+    def _logged_in(self, session: Session) -> bool:
+        """Whether the request put a different user into a stored session."""
+        if not (self.renew_on_login and session._status is Status.LOADED and session._token):
+            return False
+        user = self._user_of(session)
+        return user is not None and user != session._indexed_user
+
+    def _reindex(
+        self, session: Session, outcome: Outcome, user: str | None, key: str | None
+    ) -> None:
+        """Keep the per-user index in step with what the commit did."""
+        if outcome not in _WRITTEN:
+            return
+        live = outcome is not Outcome.ENDED
+        new_user = self._user_of(session) if live else None
+        new_key = session._key if live else None
+        if user is not None and key is not None and (user, key) != (new_user, new_key):
+            self.store.index_remove(user, self.store.id_of(key))
+        if new_user is not None and new_key is not None and (user, key) != (new_user, new_key):
+            evicted = self.store.index_add(
+                new_user,
+                self.store.id_of(new_key),
+                deadline_ms=session._deadline_ms,
+                keep_at_most=self.max_sessions_per_user,
+            )
+            for session_id in evicted:
+                self.store.delete(self.store.prefix + session_id)
+        session._indexed_user = new_user
+
+    def _commit_values(self, session: Session) -> Outcome:
         changes = None
         locked: tuple[str, str] | None = None
         try:
@@ -210,7 +281,9 @@ class SessionEngine:
             return self._commit_empty(session)
         values = codec.encode(dict.copy(session))
         if status is Status.LOADED and session._token is not None:
-            if values == session._stored_values:
+            if values == session._stored_values and (
+                session._description == session._stored_description
+            ):
                 return Outcome.UNCHANGED, None
             return self._replace(session, values)
         if status is Status.RENEWED:
@@ -222,7 +295,7 @@ class SessionEngine:
             ended = session._status is Status.DESTROYED
             self._start_new(session, Status.LOADED)
             return (Outcome.ENDED if ended else Outcome.EMPTY), None
-        status, current = self.store.remove(session._key, expected=revision_tag(session._revision))
+        status, current = self.store.remove(session._key, expected=session._tag)
         if status is WriteStatus.CONFLICT:
             return None, current
         self._start_new(session, Status.LOADED)
@@ -231,11 +304,9 @@ class SessionEngine:
     def _replace(self, session: Session, values: bytes) -> tuple[Outcome | None, bytes | None]:
         assert session._key is not None
         now = _now_ms()
-        record = self._record(session, session._revision + 1, values)
+        record, tag = self._record(session, session._revision + 1, values, now)
         expiry = self._expiry(session, now)
-        status, current = self.store.replace(
-            session._key, record, expiry, expected=revision_tag(session._revision)
-        )
+        status, current = self.store.replace(session._key, record, expiry, expected=session._tag)
         if status is WriteStatus.CONFLICT:
             return None, current
         if status is WriteStatus.GONE:
@@ -244,23 +315,21 @@ class SessionEngine:
                 token_digest(session._token or "")[:12],
             )
             return Outcome.VANISHED, None
-        session._revision += 1
-        session._stored_values = values
-        session._expiry_ms = expiry
+        self._written(session, session._revision + 1, tag, values, now, expiry)
         return Outcome.SAVED, None
 
     def _move(self, session: Session, values: bytes) -> tuple[Outcome | None, bytes | None]:
         assert session._key is not None
         now = _now_ms()
         session._deadline_ms = now + session._lifetime_ms  # renewal starts a new lifetime
-        record = self._record(session, 1, values)
+        record, tag = self._record(session, 1, values, now)
         expiry = self._expiry(session, now)
         if session._renewed_token is None:
             session._renewed_token = new_token()
         new_key = self.store.key_for(session._renewed_token)
         status, current = self.store.move(
             session._key,
-            expected=revision_tag(session._revision),
+            expected=session._tag,
             new_key=new_key,
             record=record,
             expiry_ms=expiry,
@@ -274,15 +343,12 @@ class SessionEngine:
         session._token = session._renewed_token
         session._renewed_token = None
         session._key = new_key
-        session._revision = 1
-        session._stored_values = values
-        session._expiry_ms = expiry
-        session._status = Status.LOADED
+        self._written(session, 1, tag, values, now, expiry)
         return Outcome.CREATED, None
 
     def _create(self, session: Session, values: bytes) -> Outcome:
         now = _now_ms()
-        record = self._record(session, 1, values)
+        record, tag = self._record(session, 1, values, now)
         expiry = self._expiry(session, now)
         while True:
             token = new_token()
@@ -293,10 +359,7 @@ class SessionEngine:
                 break
         session._token = token
         session._key = key
-        session._revision = 1
-        session._stored_values = values
-        session._expiry_ms = expiry
-        session._status = Status.LOADED
+        self._written(session, 1, tag, values, now, expiry)
         return Outcome.CREATED
 
     def _own_changes(self, session: Session) -> tuple[dict[Any, Any], set[Any]]:
@@ -348,15 +411,41 @@ class SessionEngine:
 
     def _adopt(self, session: Session, record: Record) -> None:
         session._revision = record.revision
+        session._tag = record.tag
         session._stored_values = record.values
         session._deadline_ms = record.deadline_ms
         session._created_ms = record.created_ms
+        session._last_seen_ms = record.last_seen_ms
+        if session._description == session._stored_description:
+            session._description = record.description  # unless this request set its own
+        session._stored_description = record.description
 
-    def _record(self, session: Session, revision: int, values: bytes) -> bytes:
-        record = pack_record(Record(revision, session._deadline_ms, session._created_ms, values))
-        if len(record) > self.max_size:
-            raise SessionTooLargeError(len(record), self.max_size)
-        return record
+    def _written(
+        self, session: Session, revision: int, tag: bytes, values: bytes, now: int, expiry: int
+    ) -> None:
+        session._revision = revision
+        session._tag = tag
+        session._stored_values = values
+        session._stored_description = session._description
+        session._last_seen_ms = now
+        session._expiry_ms = expiry
+        session._status = Status.LOADED
+
+    def _record(
+        self, session: Session, revision: int, values: bytes, now: int
+    ) -> tuple[bytes, bytes]:
+        record = Record(
+            revision,
+            session._deadline_ms,
+            session._created_ms,
+            values,
+            last_seen_ms=now,
+            description=session._description,
+        )
+        blob, tag = pack_record(record)
+        if len(blob) > self.max_size:
+            raise SessionTooLargeError(len(blob), self.max_size)
+        return blob, tag
 
     def _expiry(self, session: Session, now: int) -> int:
         if self._idle_ms is None:
@@ -368,9 +457,14 @@ class SessionEngine:
         session._token = None
         session._key = None
         session._revision = 0
+        session._tag = b""
         session._renewed_token = None
         session._stored_values = None
+        session._stored_description = None
+        session._description = None
+        session._indexed_user = None
         session._created_ms = now
+        session._last_seen_ms = now
         session._deadline_ms = now + session._lifetime_ms
         session._expiry_ms = self._expiry(session, now)
         session._status = status

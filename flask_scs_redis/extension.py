@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context
+from flask import session as flask_session
 
+from .admin import SessionAdmin, SessionInfo
+from .cli import scs_command
 from .engine import SessionEngine
 from .errors import SessionStoreUnavailable
 from .flask_interface import RedisSessionInterface
+from .session import Session
 from .settings import FlaskSettings
 from .store import RedisStore
 
@@ -64,7 +69,12 @@ class RedisSessions:
                 **durability,
             )
         engine = SessionEngine(
-            store, idle_timeout=settings.idle_timeout, max_size=settings.max_size
+            store,
+            idle_timeout=settings.idle_timeout,
+            max_size=settings.max_size,
+            user_key=settings.user_key,
+            renew_on_login=settings.renew_on_login,
+            max_sessions_per_user=settings.max_sessions_per_user,
         )
         interface = self.interface_class(
             engine,
@@ -75,6 +85,7 @@ class RedisSessions:
         if interface.retry_after is not None:
             app.register_error_handler(SessionStoreUnavailable, interface.unavailable_response)
         app.extensions["scs_redis"] = self
+        app.cli.add_command(scs_command)
 
     def interface(self, app: Flask | None = None) -> RedisSessionInterface:
         """Return the session interface of ``app``, by default the current app."""
@@ -87,3 +98,41 @@ class RedisSessions:
     def store(self, app: Flask | None = None) -> RedisStore:
         """Return the :class:`RedisStore` of ``app``, by default the current app."""
         return self.interface(app).engine.store
+
+    def admin(self, app: Flask | None = None) -> SessionAdmin:
+        """Return a :class:`SessionAdmin` over the sessions of ``app`` (default: current app)."""
+        engine = self.interface(app).engine
+        return SessionAdmin(engine.store, engine.user_key)
+
+    def user_sessions(self, user: object) -> list[SessionInfo]:
+        """Return ``user``'s live sessions, oldest first; ``current`` marks this request's."""
+        return self.admin().user_sessions(user, current_id=_current_session_id())
+
+    def destroy_user_sessions(self, user: object, keep_current: bool = False) -> int:
+        """End every session of ``user`` ("log out everywhere"); return how many.
+
+        With ``keep_current`` the session of this request survives ("log out
+        my other devices").
+        """
+        keep = _current_session_id() if keep_current else None
+        return self.admin().destroy_user_sessions(user, keep_id=keep)
+
+    def destroy(self, session_id: str) -> bool:
+        """End the session with the store id ``session_id``; return whether it existed."""
+        return self.admin().destroy(session_id)
+
+    def iter_sessions(self) -> Iterator[tuple[SessionInfo, dict[Any, Any]]]:
+        """Yield every session with its values (SCAN with pipelined fetches, never KEYS)."""
+        return self.admin().iter_sessions()
+
+    def count(self) -> int:
+        """Count the stored sessions."""
+        return self.admin().count()
+
+
+def _current_session_id() -> str | None:
+    """The store id of this request's session, if there is a request and a stored session."""
+    if not has_request_context():
+        return None
+    current = flask_session._get_current_object()  # type: ignore[attr-defined]
+    return current.id if isinstance(current, Session) else None

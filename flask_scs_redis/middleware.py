@@ -57,6 +57,9 @@ class SessionMiddleware:
         ``Persist``; a session overrides it by setting ``session.permanent``.
     ``environ_key``
         Where the application finds its :class:`Session` (``"scs.session"``).
+    ``user_key``, ``renew_on_login``, ``max_sessions_per_user``
+        The per-user index, as the Flask keys ``SCS_USER_KEY`` and so on:
+        ``"_user_id"``, True, None. Administer it with :class:`SessionAdmin`.
 
     .. versionadded:: 0.1
     """
@@ -78,6 +81,9 @@ class SessionMiddleware:
         cookie_partitioned: bool = False,
         cookie_persist: bool = True,
         environ_key: str = "scs.session",
+        user_key: str | None = "_user_id",
+        renew_on_login: bool = True,
+        max_sessions_per_user: int | None = None,
     ) -> None:
         if not callable(app):
             raise ConfigurationError(f"app must be a WSGI callable, not {app!r}")
@@ -98,6 +104,11 @@ class SessionMiddleware:
             store,
             idle_timeout=settings.optional_duration("idle_timeout", idle_timeout),
             max_size=settings.positive_int("max_size", max_size),
+            user_key=settings.optional_text("user_key", user_key),
+            renew_on_login=settings.flag("renew_on_login", renew_on_login),
+            max_sessions_per_user=settings.optional_positive_int(
+                "max_sessions_per_user", max_sessions_per_user
+            ),
         )
         self.cookie_name = cookies.cookie_name(cookie_name)
         self.cookie_persist = settings.flag("cookie_persist", cookie_persist)

@@ -1,14 +1,16 @@
 """The stored record: the session's encoded values plus what the engine needs.
 
 A record is a msgpack array ``[format, revision, deadline_ms, created_ms,
-values]``: the format version; a revision that every write increments; the
-absolute deadline and the creation time in Unix milliseconds; and the values
-as encoded by :mod:`.codec`, kept as one opaque byte string so the engine can
-tell a change by comparing bytes. Later format versions may append fields;
-readers ignore what they don't know.
+values, last_seen_ms, description]``: the format version; a revision that
+every write increments; the absolute deadline, the creation time and the time
+of the last write in Unix milliseconds; the values as encoded by
+:mod:`.codec`, kept as one opaque byte string so the engine can tell a change
+by comparing bytes; and an optional short description of the client that the
+app may set. Readers need the first five fields and ignore what they don't
+know, so later versions may append more.
 
 Because the format and the revision come first, the bytes that begin a record
-identify its revision (:func:`revision_tag`). The store's compare-and-set
+identify its revision (:attr:`Record.tag`). The store's compare-and-set
 script compares just those bytes, so it needs no msgpack parser.
 """
 
@@ -19,7 +21,7 @@ from typing import NamedTuple
 import msgpack
 
 FORMAT_VERSION = 1
-_FIELDS = 5
+_REQUIRED_FIELDS = 5
 
 
 class CorruptRecordError(ValueError):
@@ -33,27 +35,33 @@ class Record(NamedTuple):
     deadline_ms: int
     created_ms: int
     values: bytes
+    last_seen_ms: int = 0
+    description: str | None = None
+    #: The bytes that begin the stored record, up to its revision (not stored apart).
+    tag: bytes = b""
 
 
-def pack_record(record: Record) -> bytes:
-    """Return the bytes stored for ``record``."""
-    return msgpack.packb(
-        (FORMAT_VERSION, record.revision, record.deadline_ms, record.created_ms, record.values),
+def pack_record(record: Record) -> tuple[bytes, bytes]:
+    """Return the bytes stored for ``record``, and their tag."""
+    blob = msgpack.packb(
+        (
+            FORMAT_VERSION,
+            record.revision,
+            record.deadline_ms,
+            record.created_ms,
+            record.values,
+            record.last_seen_ms,
+            record.description,
+        ),
         use_bin_type=True,
     )
+    return blob, blob[: _tag_length(record.revision)]
 
 
-def revision_tag(revision: int) -> bytes:
-    """Return the bytes that begin every record of ``revision``.
-
-    msgpack writes each integer in its shortest form, so equal tags mean
-    equal revisions and different revisions never share a tag.
-    """
-    return (
-        msgpack.Packer().pack_array_header(_FIELDS)
-        + msgpack.packb(FORMAT_VERSION)
-        + msgpack.packb(revision)
-    )
+def _tag_length(revision: int) -> int:
+    # A fixarray header and a fixint format take a byte each; msgpack writes
+    # the revision in its shortest form, so equal tags mean equal revisions.
+    return 2 + len(msgpack.packb(revision))
 
 
 def unpack_record(blob: bytes) -> Record:
@@ -65,13 +73,16 @@ def unpack_record(blob: bytes) -> Record:
         fields = msgpack.unpackb(blob, raw=False, use_list=False)
     except Exception as exc:  # msgpack raises several unrelated types
         raise CorruptRecordError(f"not msgpack: {exc!r}") from exc
-    if type(fields) is not tuple or len(fields) < _FIELDS:
+    if type(fields) is not tuple or len(fields) < _REQUIRED_FIELDS or len(fields) > 15:
         raise CorruptRecordError("not a session record")
-    version, revision, deadline_ms, created_ms, values = fields[:_FIELDS]
+    version, revision, deadline_ms, created_ms, values = fields[:_REQUIRED_FIELDS]
     if type(version) is not int or version != FORMAT_VERSION:
         raise CorruptRecordError(f"unknown record format {version!r}")
     if not all(type(field) is int for field in (revision, deadline_ms, created_ms)):
         raise CorruptRecordError("record fields have the wrong types")
     if type(values) is not bytes:
         raise CorruptRecordError("record values are not bytes")
-    return Record(revision, deadline_ms, created_ms, values)
+    last_seen_ms = fields[5] if len(fields) > 5 and type(fields[5]) is int else created_ms
+    description = fields[6] if len(fields) > 6 and type(fields[6]) is str else None
+    tag = blob[: _tag_length(revision)]
+    return Record(revision, deadline_ms, created_ms, values, last_seen_ms, description, tag)

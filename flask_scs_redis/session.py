@@ -78,8 +78,15 @@ class Session(dict[str, Any], SessionMixin):
         self._token: str | None = None
         self._key: str | None = None
         self._revision = 0
+        #: The bytes that begin the stored record, up to its revision.
+        self._tag = b""
         #: The token a renewal moves to, chosen at its first attempt.
         self._renewed_token: str | None = None
+        #: The user the stored record is indexed under.
+        self._indexed_user: str | None = None
+        self._stored_description: str | None = None
+        self._description: str | None = None
+        self._last_seen_ms = 0
         self._stored_values: bytes | None = None
         self._deadline_ms = 0
         self._created_ms = 0
@@ -100,6 +107,45 @@ class Session(dict[str, Any], SessionMixin):
         """
         self._ensure_loaded()
         return self._token
+
+    @property
+    def id(self) -> str | None:
+        """The store id of the session: safe to show or log, useless as a cookie.
+
+        With hashed tokens it is a hash of the token. None until first saved.
+        """
+        self._ensure_loaded()
+        return None if self._key is None else self._engine.store.id_of(self._key)
+
+    @property
+    def description(self) -> str | None:
+        """A short description of the client, such as "Firefox on Linux".
+
+        The app may set it to help users tell their sessions apart; it is
+        stored with the session and shown in listings. None by default:
+        nothing about the client is collected.
+        """
+        self._ensure_loaded()
+        return self._description
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"a session description is a str or None, not {type(value).__name__}")
+        self._ensure_loaded()
+        self._description = value
+
+    @property
+    def created_at(self) -> datetime:
+        """When the session was first saved (or would be), an aware UTC datetime."""
+        self._ensure_loaded()
+        return datetime.fromtimestamp(self._created_ms / 1000, tz=timezone.utc)
+
+    @property
+    def last_seen(self) -> datetime:
+        """When the session was last written; reads do not move it, to cost nothing."""
+        self._ensure_loaded()
+        return datetime.fromtimestamp(self._last_seen_ms / 1000, tz=timezone.utc)
 
     @property
     def new(self) -> bool:  # type: ignore[override]

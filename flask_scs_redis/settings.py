@@ -76,6 +76,16 @@ def text(name: str, value: Any) -> str:
     return value
 
 
+def optional_text(name: str, value: Any) -> str | None:
+    """As :func:`text`, but None is allowed and returned as is."""
+    return None if value is None else text(name, value)
+
+
+def optional_positive_int(name: str, value: Any) -> int | None:
+    """As :func:`positive_int`, but None is allowed and returned as is."""
+    return None if value is None else positive_int(name, value)
+
+
 @dataclass(frozen=True)
 class FlaskSettings:
     """The ``SCS_*`` keys of a Flask app's config, checked."""
@@ -93,6 +103,9 @@ class FlaskSettings:
     propagate_unavailable: bool
     min_replicas: int
     replica_timeout: timedelta
+    user_key: str | None
+    renew_on_login: bool
+    max_sessions_per_user: int | None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FlaskSettings:
@@ -116,4 +129,9 @@ class FlaskSettings:
             ),
             min_replicas=count("SCS_MIN_REPLICAS", config.get("SCS_MIN_REPLICAS", 0)),
             replica_timeout=duration("SCS_REPLICA_TIMEOUT", config.get("SCS_REPLICA_TIMEOUT", 0.5)),
+            user_key=optional_text("SCS_USER_KEY", config.get("SCS_USER_KEY", "_user_id")),
+            renew_on_login=flag("SCS_RENEW_ON_LOGIN", config.get("SCS_RENEW_ON_LOGIN", True)),
+            max_sessions_per_user=optional_positive_int(
+                "SCS_MAX_SESSIONS_PER_USER", config.get("SCS_MAX_SESSIONS_PER_USER")
+            ),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -23,6 +24,9 @@ from .errors import ConfigurationError, SessionStoreError, SessionStoreUnavailab
 from .tokens import token_digest
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+# A store id: a hashed token or a token, both 43 base64url characters. Locks
+# and user indexes share the prefix but never look like this.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 # Compare-and-set on one key, so it is Cluster-safe. ARGV[1] is the tag (the
 # first bytes) of the record the caller read; ARGV[2] is the new record, or
@@ -40,6 +44,28 @@ end
 return 1
 """
 
+
+# Adds ARGV[1] to a user's index (KEYS[1]) with its deadline ARGV[2] as score,
+# after pruning entries past ARGV[3] (now); keeps at most ARGV[4] entries (0:
+# all) and returns the ids it dropped, oldest first, never the one it added.
+INDEX_ADD = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local dropped = {}
+local limit = tonumber(ARGV[4])
+if limit > 0 then
+  local extra = redis.call('ZCARD', KEYS[1]) - limit
+  if extra > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, extra)) do
+      if id ~= ARGV[1] and #dropped < extra then table.insert(dropped, id) end
+    end
+    redis.call('ZREM', KEYS[1], unpack(dropped))
+  end
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return dropped
+"""
 
 # Deletes a lock only for the holder that took it.
 UNLOCK = """
@@ -118,10 +144,11 @@ class RedisStore:
         self._replica_timeout_ms = int(
             settings.duration("replica_timeout", replica_timeout).total_seconds() * 1000
         )
-        self._match = _GLOB_SPECIAL.sub(r"\\\1", prefix) + "*"
+        self._match = _GLOB_SPECIAL.sub(r"\\\1", prefix)
         self._cluster = callable(getattr(client, "get_node_from_key", None))
         self._compare_and_set = client.register_script(COMPARE_AND_SET)
         self._unlock = client.register_script(UNLOCK)
+        self._index_add = client.register_script(INDEX_ADD)
 
     @classmethod
     def from_url(
@@ -168,6 +195,63 @@ class RedisStore:
     def key_for(self, token: str) -> str:
         """Return the Redis key that holds the record of ``token``."""
         return self.prefix + (token_digest(token) if self.hash_tokens else token)
+
+    def id_of(self, key: str) -> str:
+        """Return the store id in ``key``: the key without the prefix."""
+        return key[len(self.prefix) :]
+
+    def fetch(self, keys: list[str]) -> list[tuple[bytes | None, int]]:
+        """Return each key's record and milliseconds to live, in one pipelined round trip.
+
+        A missing record comes back as ``(None, -2)``.
+        """
+        if not keys:
+            return []
+        with _translated_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+                pipe.pttl(key)
+            answers = pipe.execute()
+        return list(zip(answers[::2], answers[1::2]))
+
+    def index_key(self, user: str) -> str:
+        """Return the key of ``user``'s index: a sorted set of store ids by deadline."""
+        return f"{self.prefix}user:{user}"
+
+    def index_add(
+        self, user: str, session_id: str, *, deadline_ms: int, keep_at_most: int | None = None
+    ) -> list[str]:
+        """Index ``session_id`` under ``user``; return the ids pushed out by ``keep_at_most``.
+
+        One script on the index key: it prunes entries past their deadline,
+        adds this one, drops the oldest past ``keep_at_most``, and keeps the
+        key alive until its last entry's deadline. The caller deletes the
+        sessions of the ids it returns.
+        """
+        now = int(time.time() * 1000)
+        with _translated_errors():
+            evicted = self._index_add(
+                keys=[self.index_key(user)],
+                args=[session_id, deadline_ms, now, keep_at_most or 0],
+            )
+        return [entry.decode() if isinstance(entry, bytes) else entry for entry in evicted]
+
+    def index_remove(self, user: str, *session_ids: str) -> None:
+        """Take ``session_ids`` out of ``user``'s index."""
+        if session_ids:
+            with _translated_errors():
+                self.client.zrem(self.index_key(user), *session_ids)
+
+    def index_members(self, user: str) -> list[str]:
+        """Return the ids indexed under ``user`` whose deadline has not passed."""
+        now = int(time.time() * 1000)
+        with _translated_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zremrangebyscore(self.index_key(user), "-inf", now)
+            pipe.zrange(self.index_key(user), 0, -1)
+            _, members = pipe.execute()
+        return [entry.decode() if isinstance(entry, bytes) else entry for entry in members]
 
     def find(self, key: str, *, idle_expiry_ms: int | None = None) -> bytes | None:
         """Return the record at ``key``, or None.
@@ -294,31 +378,75 @@ class RedisStore:
 
     def delete(self, key: str) -> None:
         """Delete the record at ``key``, if there is one."""
+        if self.min_replicas:
+            self._deleted(key)
+            return
+        with _translated_errors():
+            self.client.delete(key)
+
+    def take(self, key: str) -> bytes | None:
+        """Delete the record at ``key`` and return what it held (GETDEL), or None."""
         with _translated_errors():
             if self.min_replicas:
-                self._durably(key, lambda pipe: pipe.delete(key), unless=lambda deleted: False)
-            else:
-                self.client.delete(key)
+                (blob,) = self._durably(key, lambda pipe: pipe.getdel(key), unless=lambda b: False)
+                return blob  # type: ignore[no-any-return]
+            return self.client.getdel(key)  # type: ignore[no-any-return]
+
+    def delete_many(self, keys: list[str]) -> int:
+        """Delete ``keys``, pipelined one DEL each (so Cluster-safe); return how many existed."""
+        if self.min_replicas:
+            return sum(self._deleted(key) for key in keys)
+        if not keys:
+            return 0
+        with _translated_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.delete(key)
+            return sum(pipe.execute())
+
+    def _deleted(self, key: str) -> int:
+        with _translated_errors():
+            (deleted,) = self._durably(key, lambda pipe: pipe.delete(key), unless=lambda n: False)
+        return int(deleted)
 
     def scan(self, batch: int = 500) -> Iterator[tuple[str, bytes]]:
         """Yield ``(key, record)`` for every record under this store's prefix.
 
-        Keys are found with SCAN, never KEYS, and their records fetched in
-        pipelined batches. Records that expire during the scan are skipped.
+        Keys are found with SCAN, never KEYS (on a Cluster, on every primary),
+        and their records fetched in pipelined batches of ``batch``. Records
+        that expire during the scan are skipped.
         """
-        with _translated_errors():
-            keys = self.client.scan_iter(match=self._match, count=batch)
-            while True:
-                chunk = [key for _, key in zip(range(batch), keys)]
-                if not chunk:
-                    return
+        for chunk in self.scan_keys(batch):
+            with _translated_errors():
                 pipe = self.client.pipeline(transaction=False)
                 for key in chunk:
                     pipe.get(key)
-                for key, record in zip(chunk, pipe.execute()):
-                    name = key.decode() if isinstance(key, bytes) else key
-                    if record is not None and not name.endswith(LOCK_SUFFIX):
-                        yield name, record
+                records = pipe.execute()
+            for key, record in zip(chunk, records):
+                if record is not None:
+                    yield key, record
+
+    def scan_keys(self, batch: int = 500, *, of: str = "sessions") -> Iterator[list[str]]:
+        """Yield the keys of the records under this store's prefix, ``batch`` at a time.
+
+        Write locks and user indexes share the prefix and are left out; with
+        ``of="indexes"`` the user indexes are yielded instead.
+        """
+        match = self._match + ("user:*" if of == "indexes" else "*")
+        with _translated_errors():
+            names = (
+                key.decode() if isinstance(key, bytes) else key
+                for key in self.client.scan_iter(match=match, count=batch)
+            )
+            chunk: list[str] = []
+            for name in names:
+                if of == "indexes" or _SESSION_ID.fullmatch(self.id_of(name)):
+                    chunk.append(name)
+                    if len(chunk) == batch:
+                        yield chunk
+                        chunk = []
+            if chunk:
+                yield chunk
 
 
 @contextmanager

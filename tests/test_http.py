@@ -160,3 +160,28 @@ def test_counter_login_and_logout_under_gunicorn(gunicorn_server: str) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda _: counter_login_logout(gunicorn_server), range(8)))
     assert results == [None] * 8
+
+
+def test_the_demo_lists_active_sessions_and_logs_out_other_devices(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    app = load_example("flask_app").create_app(redis_server.url)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        laptop, phone = Browser(base_url), Browser(base_url)
+        for device in (laptop, phone):
+            device.post("/login", "username=alice")
+        page = laptop.get("/sessions")
+        assert page.count("<tr>") == 3  # a header and two sessions
+        assert page.count("(this one)") == 1
+        page = laptop.post("/sessions/log-out-others")
+        assert "Logged out 1 other session(s)." in page
+        assert page.count("<tr>") == 2
+        assert "Logged in as" not in phone.get()
+        assert "Logged in as" in laptop.get()
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

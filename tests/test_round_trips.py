@@ -77,7 +77,18 @@ def test_writing_the_same_content_costs_one_command_and_no_rewrite(
     assert counted.by_command == {"get": 1}
 
 
-def test_destroying_an_unread_session_costs_one_delete(client: Client, count: Count) -> None:
+def test_destroying_an_unread_session_costs_one_command(client: Client, count: Count) -> None:
+    start_session(client)
+    with count() as counted:
+        client.get("/logout")
+    # GETDEL: the delete also tells whether a user's index needs cleaning.
+    assert counted.by_command == {"getdel": 1}
+
+
+def test_destroying_without_a_user_index_costs_one_delete(
+    make_client: Callable[..., Client], count: Count
+) -> None:
+    client = make_client(user_key=None)
     start_session(client)
     with count() as counted:
         client.get("/logout")

@@ -10,7 +10,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from flask_scs_redis import RedisStore, SessionStoreError, SessionStoreUnavailable
-from flask_scs_redis.record import Record, pack_record, revision_tag
+from flask_scs_redis.record import Record, pack_record
 from flask_scs_redis.store import WriteStatus
 from flask_scs_redis.testing import RedisServer
 
@@ -24,7 +24,11 @@ def in_a_minute() -> int:
 
 
 def record(revision: int, values: bytes = b"\x80") -> bytes:
-    return pack_record(Record(revision, 4_000_000_000_000, 0, values))
+    return pack_record(Record(revision, 4_000_000_000_000, 0, values))[0]
+
+
+def revision_tag(revision: int) -> bytes:
+    return pack_record(Record(revision, 4_000_000_000_000, 0, b"\x80"))[1]
 
 
 def test_create_find_delete(redis_client: redis.Redis) -> None:

@@ -179,6 +179,7 @@ FLASK_CONFIG = {
     "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
     "cookie_samesite": "SESSION_COOKIE_SAMESITE",
     "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
+    "user_key": "SCS_USER_KEY",
 }
 
 
@@ -198,6 +199,25 @@ def build_flask_app(redis_client: Any, **options: Any) -> Flask:
             return run(function, session, request.args, store)  # type: ignore[arg-type]
 
         app.add_url_rule(path, endpoint=path, view_func=run_view)
+
+    @app.get("/mine")
+    def my_sessions() -> str:
+        user = session.get("_user_id")
+        infos = RedisSessions().user_sessions(user) if user is not None else []
+        return ",".join(f"{info.id}{'*' if info.current else ''}" for info in infos)
+
+    @app.get("/log-out-others")
+    def log_out_others() -> str:
+        return str(RedisSessions().destroy_user_sessions(session["_user_id"], keep_current=True))
+
+    @app.get("/log-out-everywhere")
+    def log_out_everywhere() -> str:
+        return str(RedisSessions().destroy_user_sessions(session["_user_id"]))
+
+    @app.get("/describe")
+    def describe() -> str:
+        session.description = request.args["as"]  # type: ignore[attr-defined]
+        return "ok"
 
     @app.get("/flash")
     def add_flash() -> str:
