@@ -282,3 +282,14 @@ def test_cli_errors_are_messages_not_tracebacks(make_app: MakeApp) -> None:
     assert result.exit_code == 1
     assert "cannot be reached" in result.output
     assert "Traceback" not in result.output
+
+
+def test_without_a_user_key_nothing_is_indexed(
+    make_app: MakeApp, redis_client: redis.Redis
+) -> None:
+    client = make_app(SCS_USER_KEY=None).test_client()
+    client.get("/incr")
+    before = token(client)
+    log_in(client, "alice")
+    assert token(client) == before  # no index, no automatic renewal
+    assert list(redis_client.scan_iter(match="scs:session:user:*")) == []

@@ -241,3 +241,18 @@ def test_a_sentinel_url_carries_service_db_and_passwords() -> None:
     sentinels = pool.sentinel_manager.sentinels
     assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [26379, 26380]
     assert sentinels[0].connection_pool.connection_kwargs["password"] == "s3"
+
+
+@pytest.mark.cluster
+def test_the_user_index_and_log_out_everywhere_on_a_cluster(cluster: RedisClusterServers) -> None:
+    app = flask_on(cluster.url, SCS_KEY_PREFIX="users:")
+    devices = [app.test_client() for _ in range(4)]
+    for device in devices:
+        device.get("/set", query_string={"key": "_user_id", "value": "alice"})
+    assert len(devices[0].get("/mine").text.split(",")) == 4
+    assert devices[0].get("/log-out-others").text == "3"
+    assert [device.get("/read").text for device in devices[1:]] == ["None"] * 3
+    from flask_scs_redis import RedisSessions
+
+    with app.app_context():
+        assert RedisSessions().count() == 1
