@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint typecheck pytest demo loadtest clean
+.PHONY: test lint typecheck pytest demo bench loadtest clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,hiredis]'
+	$(BIN)/python -m pip install --quiet -e '.[test,hiredis,bench]'
 	touch $@
 
 test: lint typecheck pytest
@@ -28,6 +28,9 @@ demo: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench.py
 
 loadtest: $(BIN)/.installed
 	$(BIN)/python benchmarks/load_test.py

@@ -97,7 +97,7 @@ def gunicorn(
     """
     server_log = server_log or subprocess.DEVNULL
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+    process = subprocess.Popen(
         [
             sys.executable, "-m", "gunicorn",
             "--workers", str(workers), "--threads", str(threads),

@@ -7,8 +7,8 @@ import re
 import time
 from datetime import datetime
 
-from werkzeug.datastructures import ResponseCacheControl
-from werkzeug.http import parse_cache_control_header
+from werkzeug.datastructures import Headers, ResponseCacheControl
+from werkzeug.http import parse_cache_control_header, parse_set_header
 
 from .errors import ConfigurationError
 
@@ -59,6 +59,21 @@ def samesite(value: object, *, secure: bool) -> str | None:
     return spelled
 
 
+_NO_CACHE_SET_COOKIE = 'no-cache="Set-Cookie"'
+
+
+def vary_on_cookie(headers: Headers) -> None:
+    """Add ``Cookie`` to the Vary header, keeping what the app put there."""
+    current = headers.get("Vary")
+    if not current:
+        headers["Vary"] = "Cookie"
+        return
+    values = parse_set_header(current)
+    if "cookie" not in values and "*" not in values:
+        values.add("Cookie")
+        headers["Vary"] = values.to_header()
+
+
 def no_cache_set_cookie(cache_control: str | None) -> str:
     """Add ``no-cache="Set-Cookie"`` to a Cache-Control header value.
 
@@ -66,6 +81,8 @@ def no_cache_set_cookie(cache_control: str | None) -> str:
     and hands it to someone else (OWASP's advice). A stricter ``no-cache`` or
     ``no-store`` already there is kept as it is.
     """
+    if not cache_control:
+        return _NO_CACHE_SET_COOKIE
     parsed = parse_cache_control_header(cache_control, cls=ResponseCacheControl)
     fields = parsed.no_cache
     if parsed.no_store or fields is True or fields == "*":

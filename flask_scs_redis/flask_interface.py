@@ -9,7 +9,7 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
-from .cookies import max_age_until, no_cache_set_cookie
+from .cookies import max_age_until, no_cache_set_cookie, vary_on_cookie
 from .engine import LIVE_OUTCOMES, Outcome, SessionEngine
 from .errors import SessionStoreUnavailable
 from .session import Session
@@ -87,8 +87,7 @@ class RedisSessionInterface(SessionInterface):
             response.headers.update(unavailable.headers)
             response.set_data(unavailable.get_data())
             return
-        if session.accessed:
-            response.vary.add("Cookie")
+        headers = response.headers
         if outcome is Outcome.ENDED:
             response.delete_cookie(self.get_cookie_name(app), **self._cookie_attributes(app))
         elif outcome in LIVE_OUTCOMES and self.should_set_cookie(app, session):
@@ -101,11 +100,11 @@ class RedisSessionInterface(SessionInterface):
                 **self._cookie_attributes(app),
             )
         else:
+            if session.accessed:
+                vary_on_cookie(headers)
             return
-        response.vary.add("Cookie")
-        response.headers["Cache-Control"] = no_cache_set_cookie(
-            response.headers.get("Cache-Control")
-        )
+        vary_on_cookie(headers)
+        headers["Cache-Control"] = no_cache_set_cookie(headers.get("Cache-Control"))
 
     def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
         return {

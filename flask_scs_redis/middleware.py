@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.datastructures import Headers
-from werkzeug.http import dump_cookie, parse_set_header
+from werkzeug.http import dump_cookie
 from werkzeug.sansio.http import parse_cookie
 from werkzeug.wsgi import ClosingIterator
 
@@ -197,10 +197,7 @@ class _Exchange:
                 response_headers.get("Cache-Control")
             )
         if session.accessed or self.cookie_headers:
-            vary = parse_set_header(response_headers.get("Vary"))
-            if "cookie" not in vary and "*" not in vary:
-                vary.add("Cookie")
-                response_headers["Vary"] = vary.to_header()
+            cookies.vary_on_cookie(response_headers)
         self.started = True
         return self.server_start_response(status, response_headers.to_wsgi_list(), exc_info)
 
