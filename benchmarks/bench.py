@@ -377,7 +377,7 @@ def scale(client: redis.Redis, requests: int, largest: int) -> dict[str, Any]:
         timings = interleaved({"scs": (app, read)}, requests)["scs"]
         results[f"read_with_{size}_sessions"] = summary(timings)
     # A database of their own, so that SCAN walks these 100,000 and not the million too.
-    iterate_client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"], db=1)
+    iterate_client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"].rsplit("/", 1)[0] + "/1")
     prefix = "bench:iterate:"
     fill(iterate_client, prefix, 100_000)
     admin = SessionAdmin(RedisStore(iterate_client, prefix=prefix))
