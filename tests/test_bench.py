@@ -35,7 +35,7 @@ def results(
     monkeypatch.setenv("BENCH_REDIS_URL", redis_server.url)
     bench = load_bench()
     measured: dict[str, Any] = bench.in_process(redis_client, requests=20)
-    table = bench.ratios(measured, round_trip_us=100.0)
+    table = bench.ratios(measured)
     assert set(table) == set(bench.SCENARIOS)
     return measured
 
