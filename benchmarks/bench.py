@@ -28,8 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from werkzeug.test import EnvironBuilder
 
 from flask_scs_redis import RedisSessions, RedisStore, SessionAdmin, SessionMiddleware
 from flask_scs_redis.record import Record, pack_record
-from flask_scs_redis.testing import CommandCounter, RedisServer, free_port
+from flask_scs_redis.testing import CommandCounter, RedisServer, gunicorn
 
 CONTENDERS = ["cookie", "flask-session", "scs", "scs-wsgi"]
 SCENARIOS = ["none", "read", "write", "new", "idle-read", "mixed"]
@@ -244,45 +243,16 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     return table
 
 
-@contextmanager
-def gunicorn(contender: str, redis_url: str) -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "gunicorn", "--workers", "2",
-            "--bind", f"127.0.0.1:{port}", "--pythonpath", str(Path(__file__).parent),
-            f"bench:create_app('{contender}')",
-        ],
-        env={**os.environ, "BENCH_REDIS_URL": redis_url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        import http.client
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                connection.request("GET", "/none")
-                connection.getresponse().read()
-                connection.close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not start") from None
-                time.sleep(0.1)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def end_to_end(redis_url: str, seconds: int) -> dict[str, Any]:
     """Requests per second for the mixed scenario, served by gunicorn with 2 workers."""
     results = {}
     for contender in CONTENDERS:
-        with gunicorn(contender, redis_url) as port:
+        with gunicorn(
+            f"bench:create_app('{contender}')",
+            pythonpath=str(Path(__file__).parent),
+            env={"BENCH_REDIS_URL": redis_url},
+            probe="/none",
+        ) as port:
             import http.client
 
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -17,7 +17,6 @@ import argparse
 import http.client
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ from flask import Flask, session
 from werkzeug.wrappers import Request, Response
 
 from flask_scs_redis import RedisSessions, RedisStore, SessionMiddleware
-from flask_scs_redis.testing import free_port, redis_url_or_throwaway
+from flask_scs_redis.testing import gunicorn, redis_url_or_throwaway
 
 
 def create_app(adapter: str = "flask") -> Any:
@@ -88,44 +87,17 @@ class Report:
 
 
 @contextmanager
-def gunicorn(
-    redis_url: str, adapter: str, *, workers: int = 2, threads: int = 8, server_log: Any = None
-) -> Iterator[int]:
-    """Serve :func:`create_app` with gunicorn on a free port; yield the port.
-
-    ``server_log`` is a file for gunicorn's error log; by default it is dropped.
-    """
-    server_log = server_log or subprocess.DEVNULL
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "gunicorn",
-            "--workers", str(workers), "--threads", str(threads),
-            "--bind", f"127.0.0.1:{port}",
-            "--pythonpath", str(Path(__file__).parent),
-            f"load_test:create_app('{adapter}')",
-        ],
-        env={**os.environ, "SCS_REDIS_URL": redis_url},
-        stdout=subprocess.DEVNULL,
-        stderr=server_log,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                connection.request("GET", "/keys")
-                connection.getresponse().read()
-                connection.close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not start") from None
-                time.sleep(0.1)
+def serve(redis_url: str, adapter: str, *, server_log: Any = None) -> Iterator[int]:
+    """Serve :func:`create_app` with gunicorn, 2 workers of 8 threads; yield the port."""
+    with gunicorn(
+        f"load_test:create_app('{adapter}')",
+        pythonpath=str(Path(__file__).parent),
+        env={"SCS_REDIS_URL": redis_url},
+        threads=8,
+        probe="/keys",
+        server_log=server_log,
+    ) as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _get(
@@ -212,7 +184,7 @@ def main() -> int:
     reports = []
     with redis_url_or_throwaway() as redis_url:
         for adapter in adapters:
-            with gunicorn(redis_url, adapter, server_log=arguments.server_log) as port:
+            with serve(redis_url, adapter, server_log=arguments.server_log) as port:
                 reports.append(
                     load(
                         port,

@@ -271,7 +271,34 @@ def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> Non
         time.sleep(0.05)
 
 
-class RedisClusterServers:
+class _ServerGroup:
+    """Servers started and stopped together."""
+
+    def _processes(self) -> list[RedisServer]:
+        raise NotImplementedError
+
+    def start(self) -> _ServerGroup:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop every process and remove their folders."""
+        for server in self._processes():
+            server.close()
+
+    def __enter__(self) -> Any:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class RedisClusterServers(_ServerGroup):
     """A Redis Cluster of our own: primaries with replicas, on free loopback ports.
 
     The cluster is formed with CLUSTER ADDSLOTS, MEET and REPLICATE, so only
@@ -395,25 +422,11 @@ class RedisClusterServers:
         ]
         return RedisCluster(startup_nodes=nodes, **kwargs)
 
-    def close(self) -> None:
-        """Stop every node and remove their folders."""
-        for server in self.servers:
-            server.close()
-
-    def __enter__(self) -> RedisClusterServers:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    def _processes(self) -> list[RedisServer]:
+        return self.servers
 
 
-class RedisSentinelGroup:
+class RedisSentinelGroup(_ServerGroup):
     """A primary, its replicas and a quorum of sentinels, on free loopback ports.
 
     ``down_after_ms`` is kept low, so a killed primary is replaced within
@@ -490,22 +503,59 @@ class RedisSentinelGroup:
             client.close()
         return next(s for s in [self.primary, *self.replicas] if s.port == int(port))
 
-    def close(self) -> None:
-        """Stop every process and remove their folders."""
-        for server in [*self.sentinels, self.primary, *self.replicas]:
-            server.close()
+    def _processes(self) -> list[RedisServer]:
+        return [*self.sentinels, self.primary, *self.replicas]
 
-    def __enter__(self) -> RedisSentinelGroup:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+@contextmanager
+def gunicorn(
+    app: str,
+    *,
+    pythonpath: str,
+    env: dict[str, str],
+    workers: int = 2,
+    threads: int = 1,
+    probe: str = "/",
+    server_log: Any = None,
+) -> Iterator[int]:
+    """Serve the WSGI app ``module:callable`` with gunicorn on a free loopback port.
+
+    Yields the port once the server answers ``probe`` (any status will do),
+    and terminates it afterwards. ``env`` is added to this process's
+    environment; ``server_log`` is a file for gunicorn's error log.
+    """
+    import http.client
+
+    port = free_port()
+    arguments = [
+        sys.executable, "-m", "gunicorn",
+        "--workers", str(workers), "--threads", str(threads),
+        "--bind", f"127.0.0.1:{port}", "--pythonpath", pythonpath, app,
+    ]  # fmt: skip
+    # The arguments are our own: this interpreter, gunicorn and a named app.
+    process = subprocess.Popen(  # noqa: S603
+        arguments,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=server_log or subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                connection.request("GET", probe)
+                connection.getresponse().read()
+                connection.close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start {app}") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @contextmanager

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +16,7 @@ import pytest
 import redis
 from werkzeug.serving import make_server
 
-from flask_scs_redis.testing import RedisServer, free_port
+from flask_scs_redis.testing import RedisServer, gunicorn
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -124,35 +120,14 @@ def test_a_request_that_never_touches_the_session_gets_no_cookie(threaded_server
 @pytest.fixture
 def gunicorn_server(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[str]:
     pytest.importorskip("gunicorn")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "gunicorn",
-            "--workers", "2", "--threads", "4",
-            "--bind", f"127.0.0.1:{port}",
-            "--pythonpath", str(EXAMPLES),
-            "wsgi_app:create_app()",
-        ],
-        env={**os.environ, "SCS_REDIS_URL": redis_server.url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(base_url + "/missing", timeout=1)
-            except urllib.error.HTTPError:
-                break  # it answered
-            except OSError:
-                assert process.poll() is None, "gunicorn exited"
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with gunicorn(
+        "wsgi_app:create_app()",
+        pythonpath=str(EXAMPLES),
+        env={"SCS_REDIS_URL": redis_server.url},
+        threads=4,
+        probe="/missing",
+    ) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_counter_login_and_logout_under_gunicorn(gunicorn_server: str) -> None:

@@ -31,7 +31,7 @@ def test_many_clients_on_one_session_lose_no_update(
 ) -> None:
     pytest.importorskip("gunicorn")
     load_test = load_test_module()
-    with load_test.gunicorn(redis_server.url, adapter) as port:
+    with load_test.serve(redis_server.url, adapter) as port:
         report = load_test.load(port, clients=16, requests=15, sessions=1, adapter=adapter)
     assert report.requests_sent == 240
     assert report.server_errors == 0
