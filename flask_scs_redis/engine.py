@@ -235,8 +235,7 @@ class SessionEngine:
                 deadline_ms=session._deadline_ms,
                 keep_at_most=self.max_sessions_per_user,
             )
-            for session_id in evicted:
-                self.store.delete(self.store.prefix + session_id)
+            self.store.delete_many([self.store.prefix + session_id for session_id in evicted])
         session._indexed_user = new_user
 
     def _commit_values(self, session: Session) -> Outcome:
