@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -14,17 +10,7 @@ import redis
 
 from flask_scs_redis.testing import RedisServer
 
-BENCH = Path(__file__).parent.parent / "benchmarks" / "bench.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module
-    spec.loader.exec_module(module)
-    return module
+from scripts import load_script
 
 
 @pytest.fixture
@@ -33,7 +19,7 @@ def results(
 ) -> dict[str, Any]:
     pytest.importorskip("flask_session")
     monkeypatch.setenv("BENCH_REDIS_URL", redis_server.url)
-    bench = load_bench()
+    bench = load_script("benchmarks/bench.py")
     measured: dict[str, Any] = bench.in_process(redis_client, requests=20)
     table = bench.ratios(measured)
     assert set(table) == set(bench.SCENARIOS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import urllib.error
 import urllib.request
@@ -10,7 +9,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.cookiejar import CookieJar
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import redis
@@ -18,16 +16,9 @@ from werkzeug.serving import make_server
 
 from flask_scs_redis.testing import RedisServer, gunicorn
 
+from scripts import load_script
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
-
-
-def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Browser:
@@ -85,7 +76,7 @@ def threaded_server(
     request: pytest.FixtureRequest, redis_server: RedisServer, redis_client: redis.Redis
 ) -> Iterator[str]:
     """One of the two examples, served by a threaded Werkzeug server."""
-    app = load_example(request.param).create_app(redis_server.url)
+    app = load_script(f"examples/{request.param}.py").create_app(redis_server.url)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -140,7 +131,7 @@ def test_counter_login_and_logout_under_gunicorn(gunicorn_server: str) -> None:
 def test_the_demo_lists_active_sessions_and_logs_out_other_devices(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    app = load_example("flask_app").create_app(redis_server.url)
+    app = load_script("examples/flask_app.py").create_app(redis_server.url)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
