@@ -9,6 +9,7 @@ Flask interface, and any other web adapter) gets the same behaviour.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import random
 import time
@@ -54,6 +55,8 @@ _SCALARS = (str, bytes, int, bool, type(None))
 # Compare-and-set attempts before a save queues for the session's write lock.
 _OPTIMISTIC_ATTEMPTS = 3
 _LOCK_WAIT_SECONDS = 5.0
+# How long the lock holder keeps trying; the lock itself lives 2 s.
+_LOCK_HOLD_SECONDS = 1.5
 
 
 def _same(value: Any, other: Any) -> bool:
@@ -77,8 +80,10 @@ class SessionEngine:
     """Load and save sessions in a :class:`~.store.RedisStore`.
 
     ``idle_timeout`` ends a session that goes unused that long (None: never);
-    ``max_size`` caps the encoded record in bytes; ``max_attempts`` bounds the
-    compare-and-set retries of one save when other requests keep writing.
+    ``max_size`` caps the encoded record in bytes. A save that loses the
+    compare-and-set a few times queues for the session's write lock and,
+    once it holds it, keeps trying for up to 1.5 s; ``max_attempts`` is the
+    least number of attempts it makes before giving up.
 
     ``user_key`` names the session value that holds the logged-in user (None
     turns the per-user index off). Sessions holding it are indexed under
@@ -241,8 +246,9 @@ class SessionEngine:
     def _commit_values(self, session: Session) -> Outcome:
         changes = None
         locked: tuple[str, str] | None = None
+        hold_until = 0.0
         try:
-            for attempt in range(self.max_attempts):
+            for attempt in itertools.count(1):
                 outcome, current = self._try_commit(session)
                 if outcome is not None:
                     session.modified = outcome in _WRITTEN
@@ -253,9 +259,12 @@ class SessionEngine:
                 if not self._rebase(session, current, changes):
                     session.modified = False
                     return Outcome.VANISHED
-                if attempt + 1 >= _OPTIMISTIC_ATTEMPTS and locked is None:
+                if locked is None and attempt >= _OPTIMISTIC_ATTEMPTS:
                     # Busy session: queue for its lock, so saves land one at a time.
                     locked = (session._key, self._wait_for_lock(session._key))
+                    hold_until = time.monotonic() + _LOCK_HOLD_SECONDS
+                elif attempt >= self.max_attempts and time.monotonic() > hold_until:
+                    break
         finally:
             if locked is not None:
                 self.store.unlock(*locked)
