@@ -189,6 +189,10 @@ class _Exchange:
         self.cookie_headers = (
             self.middleware.cookie_headers(session, outcome) or self.cookie_headers
         )
+        self.started = True
+        if not (self.cookie_headers or session.accessed):
+            # The session was never used: the app's headers go out as they are.
+            return self.server_start_response(status, headers, exc_info)
         response_headers = Headers(headers)
         for name, value in self.cookie_headers:
             response_headers.add(name, value)
@@ -196,9 +200,7 @@ class _Exchange:
             response_headers["Cache-Control"] = cookies.no_cache_set_cookie(
                 response_headers.get("Cache-Control")
             )
-        if session.accessed or self.cookie_headers:
-            cookies.vary_on_cookie(response_headers)
-        self.started = True
+        cookies.vary_on_cookie(response_headers)
         return self.server_start_response(status, response_headers.to_wsgi_list(), exc_info)
 
     def close(self) -> None:
