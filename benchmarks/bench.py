@@ -38,7 +38,8 @@ from werkzeug.test import EnvironBuilder
 
 from flask_scs_redis import RedisSessions, RedisStore, SessionAdmin, SessionMiddleware
 from flask_scs_redis.record import Record, pack_record
-from flask_scs_redis.testing import CommandCounter, RedisServer, gunicorn
+from flask_scs_redis.testing import CommandCounter, RedisServer
+from flask_scs_redis.testing.serving import gunicorn
 
 CONTENDERS = ["cookie", "flask-session", "scs", "scs-wsgi"]
 SCENARIOS = ["none", "read", "write", "new", "idle-read", "mixed"]

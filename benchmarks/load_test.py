@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from flask import Flask, session
 from werkzeug.wrappers import Request, Response
 
 from flask_scs_redis import RedisSessions, RedisStore, SessionMiddleware
-from flask_scs_redis.testing import gunicorn, redis_url_or_throwaway
+from flask_scs_redis.testing import RedisServer
+from flask_scs_redis.testing.serving import gunicorn
 
 
 def create_app(adapter: str = "flask") -> Any:
@@ -182,7 +183,8 @@ def main() -> int:
     arguments = parser.parse_args()
     adapters = ["flask", "wsgi"] if arguments.adapter == "both" else [arguments.adapter]
     reports = []
-    with redis_url_or_throwaway() as redis_url:
+    with ExitStack() as stack:
+        redis_url = os.environ.get("SCS_REDIS_URL") or stack.enter_context(RedisServer()).url
         for adapter in adapters:
             with serve(redis_url, adapter, server_log=arguments.server_log) as port:
                 reports.append(

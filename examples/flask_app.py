@@ -19,7 +19,8 @@ from flask import Flask, flash, redirect, render_template_string, request, sessi
 from werkzeug.wrappers import Response
 
 from flask_scs_redis import RedisSessions
-from flask_scs_redis.testing import redis_url_or_throwaway
+
+from throwaway_redis import redis_url_or_throwaway
 
 PAGE = """<!doctype html>
 <title>flask-scs-redis demo</title>

@@ -21,7 +21,8 @@ from urllib.parse import parse_qs
 from werkzeug.serving import run_simple
 
 from flask_scs_redis import RedisStore, Session, SessionMiddleware
-from flask_scs_redis.testing import redis_url_or_throwaway
+
+from throwaway_redis import redis_url_or_throwaway
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

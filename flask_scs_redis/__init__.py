@@ -7,7 +7,7 @@ encoded with msgpack, under a hash of that token, with a TTL.
 from __future__ import annotations
 
 from .admin import SessionAdmin, SessionInfo
-from .engine import Outcome, SessionEngine
+from .engine import SessionEngine
 from .errors import (
     ConfigurationError,
     SessionConflictError,
@@ -20,11 +20,14 @@ from .errors import (
 from .extension import RedisSessions
 from .flask_interface import RedisSessionInterface
 from .middleware import SessionMiddleware
-from .session import Session, Status
+from .options import Options
+from .session import Session
+from .state import Outcome, Status
 from .store import RedisStore
 
 __all__ = [
     "ConfigurationError",
+    "Options",
     "Outcome",
     "RedisSessionInterface",
     "RedisSessions",

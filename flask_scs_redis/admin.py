@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from . import codec
-from .record import CorruptRecordError, Record, unpack_record
+from .clock import moment, now_ms
+from .options import Options
+from .record import CorruptRecordError, read_record
 from .store import RedisStore
+from .users import UserIndex
 
 
 @dataclass(frozen=True)
@@ -36,19 +38,16 @@ class SessionInfo:
     current: bool = False
 
 
-def _moment(milliseconds: int) -> datetime:
-    return datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc)
-
-
 class SessionAdmin:
     """Administer the sessions in ``store``; ``user_key`` is the value naming the user.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, store: RedisStore, user_key: str | None = "_user_id") -> None:
+    def __init__(self, store: RedisStore, user_key: str | None = Options.user_key) -> None:
         self.store = store
         self.user_key = user_key
+        self.users = UserIndex(store, user_key)
 
     def user_sessions(self, user: object, *, current_id: str | None = None) -> list[SessionInfo]:
         """Return ``user``'s live sessions, oldest first, from the per-user index.
@@ -63,10 +62,7 @@ class SessionAdmin:
 
     def destroy_user_sessions(self, user: object, *, keep_id: str | None = None) -> int:
         """Destroy every session of ``user`` but ``keep_id``; return how many there were."""
-        ids = [i for i in self.store.index_members(str(user)) if i != keep_id]
-        destroyed = self.store.delete_many([self.store.prefix + session_id for session_id in ids])
-        self.store.index_remove(str(user), *ids)
-        return destroyed
+        return self.users.end_all(str(user), keep_id=keep_id)
 
     def get(self, session_id: str) -> tuple[SessionInfo, dict[Any, Any]] | None:
         """Return the session with the store id ``session_id`` and its values, or None."""
@@ -74,14 +70,7 @@ class SessionAdmin:
 
     def destroy(self, session_id: str) -> bool:
         """Destroy the session with the store id ``session_id``; return whether it existed."""
-        found = self.get(session_id)
-        self.store.delete(self.store.prefix + session_id)
-        if found is None:
-            return False
-        info, _ = found
-        if info.user is not None:
-            self.store.index_remove(info.user, session_id)
-        return True
+        return self.users.end(self.store.key_of(session_id))
 
     def iter_sessions(self, batch: int = 500) -> Iterator[tuple[SessionInfo, dict[Any, Any]]]:
         """Yield every session with its values: SCAN, then pipelined fetches of ``batch``."""
@@ -99,40 +88,34 @@ class SessionAdmin:
         Each number is how many sessions one batch destroyed, for a progress bar.
         """
         for keys in self.store.scan_keys(batch):
-            yield self.store.delete_many(keys)
+            yield self.store.delete(*keys)
         for indexes in self.store.scan_keys(batch, of="indexes"):
-            self.store.delete_many(indexes)
+            self.store.delete(*indexes)
 
     def _infos(
         self, ids: list[str], current_id: str | None
     ) -> dict[str, tuple[SessionInfo, dict[Any, Any]]]:
         """Fetch the sessions of ``ids`` in one round trip; unreadable ones are skipped."""
-        keys = [self.store.prefix + session_id for session_id in ids]
+        keys = [self.store.key_of(session_id) for session_id in ids]
         found = {}
         for session_id, (blob, ttl_ms) in zip(ids, self.store.fetch(keys)):
             if blob is None:
                 continue
             try:
-                record: Record = unpack_record(blob)
-                values = codec.decode(record.values)
-            except (CorruptRecordError, ValueError):
+                record, values = read_record(blob)
+            except CorruptRecordError:
                 continue
-            user = values.get(self.user_key) if self.user_key is not None else None
             expires_ms = record.deadline_ms
             if ttl_ms >= 0:
-                expires_ms = min(expires_ms, _now_ms() + ttl_ms)
+                expires_ms = min(expires_ms, now_ms() + ttl_ms)
             info = SessionInfo(
                 id=session_id,
-                user=None if user is None else str(user),
-                created_at=_moment(record.created_ms),
-                last_seen=_moment(record.last_seen_ms),
-                expires_at=_moment(expires_ms),
+                user=self.users.user_of(values),
+                created_at=moment(record.created_ms),
+                last_seen=moment(record.last_seen_ms),
+                expires_at=moment(expires_ms),
                 description=record.description,
                 current=session_id == current_id,
             )
             found[session_id] = (info, values)
         return found
-
-
-def _now_ms() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1000)

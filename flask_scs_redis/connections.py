@@ -1,4 +1,6 @@
-"""Build redis-py clients from URLs: one server, a Cluster, or a Sentinel-watched primary.
+"""Build redis-py clients from URLs, and turn their errors into this package's.
+
+A URL names one server, a Cluster, or a Sentinel-watched primary:
 
 ``redis://``, ``rediss://`` and ``unix://``
     One server, as :meth:`redis.Redis.from_url` reads them.
@@ -14,6 +16,8 @@ The ``rediss+`` forms use TLS.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -21,7 +25,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SessionStoreError, SessionStoreUnavailable
 
 
 def client_from_url(url: str, *, timeout: float, retries: int, **client_kwargs: Any) -> Any:
@@ -104,3 +108,14 @@ def _sentinel_primary(url: str, options: dict[str, Any]) -> Any:
     sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options, **auth, **options)  # type: ignore[no-untyped-call]
     db = int(segments[1]) if len(segments) == 2 else 0
     return sentinel.master_for(segments[0], db=db)  # type: ignore[no-untyped-call]
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Re-raise redis-py errors as this package's store errors."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise SessionStoreUnavailable(f"the session store cannot be reached: {exc}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise SessionStoreError(f"the session store failed: {exc}") from exc

@@ -1,20 +1,129 @@
-"""Cookie arithmetic and settings checks shared by the adapters."""
+"""The session cookie: whether a response sets, deletes or keeps it, and its headers.
+
+:func:`session_cookie` is the one decision, made for every adapter from what
+the commit did; :meth:`SessionCookie.apply` writes it into a response's
+headers. The adapters supply only their settings and their overridable rules.
+"""
 
 from __future__ import annotations
 
 import math
-import re
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple
 
 from werkzeug.datastructures import Headers, ResponseCacheControl
-from werkzeug.http import parse_cache_control_header, parse_set_header
+from werkzeug.http import dump_cookie, parse_cache_control_header, parse_set_header
 
-from .errors import ConfigurationError
+from .options import Options
+from .session import Session
+from .state import LIVE_OUTCOMES, Outcome
 
-# RFC 6265 cookie-name: an RFC 7230 token.
-_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+_NO_CACHE_SET_COOKIE = 'no-cache="Set-Cookie"'
+
+
+class CookieSettings(NamedTuple):
+    """The session cookie's name and attributes."""
+
+    name: str
+    domain: str | None
+    path: str | None
+    secure: bool
+    httponly: bool
+    samesite: str | None
+    partitioned: bool
+
+    @classmethod
+    def from_options(cls, options: Options) -> CookieSettings:
+        """Return the cookie settings among ``options`` (the middleware's)."""
+        return cls(
+            options.cookie_name,
+            options.cookie_domain,
+            options.cookie_path,
+            options.cookie_secure,
+            options.cookie_httponly,
+            options.cookie_samesite,
+            options.cookie_partitioned,
+        )
+
+    def dump(self, token: str, expires: datetime | None) -> str:
+        """Return a Set-Cookie value that sets ``token`` until ``expires``.
+
+        None for ``expires`` makes a browser-session cookie.
+        """
+        return self._dump(token, max_age_until(expires), expires)
+
+    def dump_deletion(self) -> str:
+        """Return a Set-Cookie value that deletes the cookie."""
+        return self._dump("", 0, 0)
+
+    def _dump(self, value: str, max_age: int | None, expires: datetime | int | None) -> str:
+        return dump_cookie(
+            self.name,
+            value,
+            max_age=max_age,
+            expires=expires,
+            path=self.path,
+            domain=self.domain,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+            partitioned=self.partitioned,
+        )
+
+
+class SessionCookie(NamedTuple):
+    """What a response needs for its session."""
+
+    #: A Set-Cookie value that sets or deletes the session cookie, or None to leave it.
+    set_cookie: str | None
+    #: Whether the response depends on the session, so on the Cookie header.
+    vary: bool
+
+    def apply(self, headers: Headers) -> None:
+        """Add the cookie, ``Vary: Cookie`` and ``Cache-Control``, keeping the app's own."""
+        if self.set_cookie is not None:
+            headers.add("Set-Cookie", self.set_cookie)
+        if self.vary:
+            vary_on_cookie(headers)
+        if self.set_cookie is not None:
+            headers["Cache-Control"] = no_cache_set_cookie(headers.get("Cache-Control"))
+
+
+#: Leave the cookie alone, and the response too: the session was not used.
+KEEP = SessionCookie(None, vary=False)
+#: Leave the cookie alone, but the response depends on the session.
+KEEP_VARY = SessionCookie(None, vary=True)
+
+
+def session_cookie(
+    outcome: Outcome,
+    session: Session,
+    settings: Callable[[], CookieSettings],
+    should_set: Callable[[Session], bool],
+    expires: Callable[[Session], datetime | None],
+) -> SessionCookie:
+    """Decide what a response needs after a commit with ``outcome``.
+
+    The cookie is deleted when the session ended, set when the session is
+    live and ``should_set(session)`` says so, until ``expires(session)``
+    (None: a browser-session cookie), and otherwise left alone. The adapter's
+    rules are called only when needed, so they never load an unused session.
+    """
+    if outcome is Outcome.ENDED:
+        return SessionCookie(settings().dump_deletion(), vary=True)
+    if outcome in LIVE_OUTCOMES and should_set(session):
+        return SessionCookie(settings().dump(session.token or "", expires(session)), vary=True)
+    return KEEP_VARY if session.accessed else KEEP
+
+
+def persistent_expiry(session: Session) -> datetime | None:
+    """When a permanent session's cookie expires: the deadline, or sooner when idle.
+
+    Non-permanent sessions get a browser-session cookie (None).
+    """
+    return session.expires if session.permanent else None
 
 
 def max_age_until(expires: datetime | None) -> int | None:
@@ -25,41 +134,6 @@ def max_age_until(expires: datetime | None) -> int | None:
     if expires is None:
         return None
     return max(0, math.floor(expires.timestamp() - time.time()))
-
-
-def cookie_name(value: object) -> str:
-    """Return ``value`` if it is a valid cookie name.
-
-    :raises ConfigurationError: it is not.
-    """
-    if not isinstance(value, str) or not _COOKIE_NAME.fullmatch(value):
-        raise ConfigurationError(
-            f"cookie_name must be a cookie token such as 'session', not {value!r}"
-        )
-    return value
-
-
-def samesite(value: object, *, secure: bool) -> str | None:
-    """Return the SameSite value spelled as browsers expect it, or None.
-
-    :raises ConfigurationError: it is not Strict, Lax, None or None, or it is
-        "None" on a cookie that is not Secure (browsers drop such cookies).
-    """
-    if value is None:
-        return None
-    spelled = _SAMESITE.get(value.lower()) if isinstance(value, str) else None
-    if spelled is None:
-        raise ConfigurationError(
-            f"cookie_samesite must be 'Strict', 'Lax', 'None' or None, not {value!r}"
-        )
-    if spelled == "None" and not secure:
-        raise ConfigurationError(
-            "cookie_samesite='None' needs cookie_secure=True; browsers reject it otherwise"
-        )
-    return spelled
-
-
-_NO_CACHE_SET_COOKIE = 'no-cache="Set-Cookie"'
 
 
 def vary_on_cookie(headers: Headers) -> None:

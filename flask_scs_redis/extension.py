@@ -13,8 +13,8 @@ from .cli import scs_command
 from .engine import SessionEngine
 from .errors import SessionStoreUnavailable
 from .flask_interface import RedisSessionInterface
+from .options import Options
 from .session import Session
-from .settings import FlaskSettings
 from .store import RedisStore
 
 
@@ -47,39 +47,11 @@ class RedisSessions:
 
         :raises ConfigurationError: a config value is invalid.
         """
-        settings = FlaskSettings.from_config(app.config)
-        durability: dict[str, Any] = {
-            "min_replicas": settings.min_replicas,
-            "replica_timeout": settings.replica_timeout.total_seconds(),
-        }
-        if settings.redis_client is not None:
-            store = RedisStore(
-                settings.redis_client,
-                prefix=settings.key_prefix,
-                hash_tokens=settings.hash_tokens,
-                **durability,
-            )
-        else:
-            store = RedisStore.from_url(
-                settings.redis_url,
-                prefix=settings.key_prefix,
-                hash_tokens=settings.hash_tokens,
-                timeout=settings.redis_timeout.total_seconds(),
-                retries=settings.redis_retries,
-                **durability,
-            )
-        engine = SessionEngine(
-            store,
-            idle_timeout=settings.idle_timeout,
-            max_size=settings.max_size,
-            user_key=settings.user_key,
-            renew_on_login=settings.renew_on_login,
-            max_sessions_per_user=settings.max_sessions_per_user,
-        )
+        options = Options.from_config(app.config)
         interface = self.interface_class(
-            engine,
-            lifetime=settings.lifetime,
-            retry_after=None if settings.propagate_unavailable else settings.retry_after,
+            SessionEngine.from_options(_store(options), options),
+            lifetime=options.lifetime,
+            retry_after=None if options.propagate_unavailable else options.retry_after,
         )
         app.session_interface = interface
         if interface.retry_after is not None:
@@ -128,6 +100,27 @@ class RedisSessions:
     def count(self) -> int:
         """Count the stored sessions."""
         return self.admin().count()
+
+
+def _store(options: Options) -> RedisStore:
+    """The store ``options`` name: on the ready client, else on one made from the URL."""
+    if options.redis is not None:
+        return RedisStore(
+            options.redis,
+            options.prefix,
+            options.hash_tokens,
+            min_replicas=options.min_replicas,
+            replica_timeout=options.replica_timeout,
+        )
+    return RedisStore.from_url(
+        options.redis_url,
+        prefix=options.prefix,
+        hash_tokens=options.hash_tokens,
+        timeout=options.timeout,
+        retries=options.retries,
+        min_replicas=options.min_replicas,
+        replica_timeout=options.replica_timeout,
+    )
 
 
 def _current_session_id() -> str | None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
-from .cookies import max_age_until, no_cache_set_cookie, vary_on_cookie
-from .engine import LIVE_OUTCOMES, Outcome, SessionEngine
+from .cookies import CookieSettings, persistent_expiry, session_cookie
+from .engine import SessionEngine
 from .errors import SessionStoreUnavailable
 from .session import Session
 from .tokens import is_well_formed
@@ -21,7 +20,8 @@ class RedisSessionInterface(SessionInterface):
 
     Flask's cookie settings are read at request time through the inherited
     ``get_cookie_*`` and :meth:`should_set_cookie` methods, so overriding one
-    of them in a subclass works as it does for Flask's own interface.
+    of them in a subclass works as it does for Flask's own interface. So
+    does :attr:`session_class`: views get an instance of it.
 
     ``lifetime`` is the absolute lifetime of a session; None uses the app's
     ``PERMANENT_SESSION_LIFETIME``.
@@ -29,7 +29,8 @@ class RedisSessionInterface(SessionInterface):
     .. versionadded:: 0.1
     """
 
-    session_class = Session
+    #: The class of the sessions this interface opens: :class:`Session` or a subclass.
+    session_class: type[Session] = Session
 
     def __init__(
         self,
@@ -60,9 +61,19 @@ class RedisSessionInterface(SessionInterface):
 
         Non-permanent sessions get a browser-session cookie (None).
         """
-        if session.permanent and isinstance(session, Session):
-            return session.expires
-        return None
+        return persistent_expiry(session) if isinstance(session, Session) else None
+
+    def get_cookie_settings(self, app: Flask) -> CookieSettings:
+        """The session cookie's name and attributes, from the ``get_cookie_*`` methods."""
+        return CookieSettings(
+            self.get_cookie_name(app),
+            self.get_cookie_domain(app),
+            self.get_cookie_path(app),
+            self.get_cookie_secure(app),
+            self.get_cookie_httponly(app),
+            self.get_cookie_samesite(app),
+            self.get_cookie_partitioned(app),
+        )
 
     def open_session(self, app: Flask, request: Request) -> Session:
         """Make the request's session from its cookie, without reading Redis yet.
@@ -70,8 +81,11 @@ class RedisSessionInterface(SessionInterface):
         A cookie that is not a well-formed token is ignored.
         """
         cookie = request.cookies.get(self.get_cookie_name(app))
-        token = cookie if is_well_formed(cookie) else None
-        return self.engine.open(token, lifetime=self.get_session_lifetime(app))
+        return self.engine.open(
+            cookie if is_well_formed(cookie) else None,
+            lifetime=self.get_session_lifetime(app),
+            session_class=self.session_class,
+        )
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Commit the session and set, refresh or delete the cookie."""
@@ -87,31 +101,10 @@ class RedisSessionInterface(SessionInterface):
             response.headers.update(unavailable.headers)
             response.set_data(unavailable.get_data())
             return
-        headers = response.headers
-        if outcome is Outcome.ENDED:
-            response.delete_cookie(self.get_cookie_name(app), **self._cookie_attributes(app))
-        elif outcome in LIVE_OUTCOMES and self.should_set_cookie(app, session):
-            expires = self.get_expiration_time(app, session)
-            response.set_cookie(
-                self.get_cookie_name(app),
-                session.token or "",
-                max_age=max_age_until(expires),
-                expires=expires,
-                **self._cookie_attributes(app),
-            )
-        else:
-            if session.accessed:
-                vary_on_cookie(headers)
-            return
-        vary_on_cookie(headers)
-        headers["Cache-Control"] = no_cache_set_cookie(headers.get("Cache-Control"))
-
-    def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
-        return {
-            "domain": self.get_cookie_domain(app),
-            "path": self.get_cookie_path(app),
-            "secure": self.get_cookie_secure(app),
-            "httponly": self.get_cookie_httponly(app),
-            "samesite": self.get_cookie_samesite(app),
-            "partitioned": self.get_cookie_partitioned(app),
-        }
+        session_cookie(
+            outcome,
+            session,
+            lambda: self.get_cookie_settings(app),
+            lambda session: self.should_set_cookie(app, session),
+            lambda session: self.get_expiration_time(app, session),
+        ).apply(response.headers)

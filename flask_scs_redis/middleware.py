@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from werkzeug.datastructures import Headers
-from werkzeug.http import dump_cookie
 from werkzeug.sansio.http import parse_cookie
 from werkzeug.wsgi import ClosingIterator
 
-from . import cookies, settings
-from .engine import LIVE_OUTCOMES, Outcome, SessionEngine
+from .cookies import (
+    KEEP,
+    CookieSettings,
+    persistent_expiry,
+    session_cookie,
+)
+from .engine import SessionEngine
 from .errors import ConfigurationError
+from .options import DEFAULT_LIFETIME, Options
 from .session import Session
+from .state import Outcome
 from .store import RedisStore
 from .tokens import is_well_formed
 
@@ -40,10 +46,11 @@ class SessionMiddleware:
     body is being sent, is still saved when the body is closed, but the
     cookie can no longer change; a warning is logged once for that request.
 
-    Options, checked once here:
+    Options are checked once, here, by :class:`~.options.Options`, which holds
+    their defaults:
 
     ``lifetime``
-        Absolute lifetime, a timedelta or seconds (24 hours).
+        Absolute lifetime, a timedelta or seconds (None: 24 hours).
     ``idle_timeout``
         End a session unused this long (None: never).
     ``max_size``
@@ -55,72 +62,75 @@ class SessionMiddleware:
     ``cookie_persist``
         Whether the cookie outlives the browser session (True), as SCS's
         ``Persist``; a session overrides it by setting ``session.permanent``.
+    ``cookie_refresh_each_request``
+        Re-send a persistent cookie on each request that uses the session
+        (True), as Flask's ``SESSION_REFRESH_EACH_REQUEST``.
     ``environ_key``
         Where the application finds its :class:`Session` (``"scs.session"``).
     ``user_key``, ``renew_on_login``, ``max_sessions_per_user``
         The per-user index, as the Flask keys ``SCS_USER_KEY`` and so on:
         ``"_user_id"``, True, None. Administer it with :class:`SessionAdmin`.
 
+    To change a cookie rule, override :meth:`should_set_cookie` or
+    :meth:`get_expiration_time` in a subclass; :attr:`session_class` names
+    the class of the sessions the application gets.
+
     .. versionadded:: 0.1
     """
+
+    #: The class of the sessions this middleware opens: :class:`Session` or a subclass.
+    session_class: type[Session] = Session
 
     def __init__(
         self,
         app: WSGIApplication,
         store: RedisStore,
         *,
-        lifetime: timedelta | float = timedelta(hours=24),
-        idle_timeout: timedelta | float | None = None,
-        max_size: int = 65536,
-        cookie_name: str = "session",
-        cookie_domain: str | None = None,
-        cookie_path: str = "/",
-        cookie_secure: bool = False,
-        cookie_httponly: bool = True,
-        cookie_samesite: str | None = "Lax",
-        cookie_partitioned: bool = False,
-        cookie_persist: bool = True,
-        environ_key: str = "scs.session",
-        user_key: str | None = "_user_id",
-        renew_on_login: bool = True,
-        max_sessions_per_user: int | None = None,
+        lifetime: timedelta | float | None = Options.lifetime,
+        idle_timeout: timedelta | float | None = Options.idle_timeout,
+        max_size: int = Options.max_size,
+        cookie_name: str = Options.cookie_name,
+        cookie_domain: str | None = Options.cookie_domain,
+        cookie_path: str = Options.cookie_path,
+        cookie_secure: bool = Options.cookie_secure,
+        cookie_httponly: bool = Options.cookie_httponly,
+        cookie_samesite: str | None = Options.cookie_samesite,
+        cookie_partitioned: bool = Options.cookie_partitioned,
+        cookie_persist: bool = Options.cookie_persist,
+        cookie_refresh_each_request: bool = Options.cookie_refresh_each_request,
+        environ_key: str = Options.environ_key,
+        user_key: str | None = Options.user_key,
+        renew_on_login: bool = Options.renew_on_login,
+        max_sessions_per_user: int | None = Options.max_sessions_per_user,
     ) -> None:
         if not callable(app):
             raise ConfigurationError(f"app must be a WSGI callable, not {app!r}")
         if not isinstance(store, RedisStore):
             raise ConfigurationError(f"store must be a RedisStore, not {store!r}")
-        if cookie_domain is not None:
-            settings.text("cookie_domain", cookie_domain)
-        if not settings.text("cookie_path", cookie_path).startswith("/"):
-            raise ConfigurationError(f"cookie_path must start with '/', not {cookie_path!r}")
-        secure = settings.flag("cookie_secure", cookie_secure)
-        if settings.flag("cookie_partitioned", cookie_partitioned) and not secure:
-            raise ConfigurationError("cookie_partitioned=True needs cookie_secure=True")
-        if not settings.text("environ_key", environ_key):
-            raise ConfigurationError("environ_key must not be empty")
         self.app = app
-        self.lifetime = settings.duration("lifetime", lifetime)
-        self.engine = SessionEngine(
-            store,
-            idle_timeout=settings.optional_duration("idle_timeout", idle_timeout),
-            max_size=settings.positive_int("max_size", max_size),
-            user_key=settings.optional_text("user_key", user_key),
-            renew_on_login=settings.flag("renew_on_login", renew_on_login),
-            max_sessions_per_user=settings.optional_positive_int(
-                "max_sessions_per_user", max_sessions_per_user
-            ),
+        #: The checked options.
+        self.options = Options.from_keywords(
+            lifetime=lifetime,
+            idle_timeout=idle_timeout,
+            max_size=max_size,
+            cookie_name=cookie_name,
+            cookie_domain=cookie_domain,
+            cookie_path=cookie_path,
+            cookie_secure=cookie_secure,
+            cookie_httponly=cookie_httponly,
+            cookie_samesite=cookie_samesite,
+            cookie_partitioned=cookie_partitioned,
+            cookie_persist=cookie_persist,
+            cookie_refresh_each_request=cookie_refresh_each_request,
+            environ_key=environ_key,
+            user_key=user_key,
+            renew_on_login=renew_on_login,
+            max_sessions_per_user=max_sessions_per_user,
         )
-        self.cookie_name = cookies.cookie_name(cookie_name)
-        self.cookie_persist = settings.flag("cookie_persist", cookie_persist)
-        self.environ_key = environ_key
-        self._cookie_attributes: dict[str, Any] = {
-            "domain": cookie_domain,
-            "path": cookie_path,
-            "secure": secure,
-            "httponly": settings.flag("cookie_httponly", cookie_httponly),
-            "samesite": cookies.samesite(cookie_samesite, secure=secure),
-            "partitioned": cookie_partitioned,
-        }
+        self.engine = SessionEngine.from_options(store, self.options)
+        self.lifetime = self.options.lifetime or DEFAULT_LIFETIME
+        self.cookie_settings = CookieSettings.from_options(self.options)
+        self._refresh_each_request = self.options.cookie_refresh_each_request
 
     @property
     def store(self) -> RedisStore:
@@ -130,34 +140,32 @@ class SessionMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Open the request's session, run the app, and commit at ``start_response``."""
         header = environ.get("HTTP_COOKIE")
-        cookie = _cookie_value(header, self.cookie_name) if header else None
+        cookie = _cookie_value(header, self.options.cookie_name) if header else None
         session = self.engine.open(
             cookie if is_well_formed(cookie) else None,
             lifetime=self.lifetime,
-            permanent_default=self.cookie_persist,
+            permanent_default=self.options.cookie_persist,
+            session_class=self.session_class,
         )
-        environ[self.environ_key] = session
+        environ[self.options.environ_key] = session
         exchange = _Exchange(self, session, start_response)
         return ClosingIterator(self.app(environ, exchange.start_response), exchange.close)
 
-    def cookie_headers(self, session: Session, outcome: Outcome) -> list[tuple[str, str]]:
-        """Return the headers that a commit with ``outcome`` calls for."""
-        if outcome is Outcome.ENDED:
-            deleted = dump_cookie(
-                self.cookie_name, "", max_age=0, expires=0, **self._cookie_attributes
-            )
-            return [("Set-Cookie", deleted)]
-        if outcome in LIVE_OUTCOMES and (session.modified or session.permanent):
-            expires = session.expires if session.permanent else None
-            value = dump_cookie(
-                self.cookie_name,
-                session.token or "",
-                max_age=cookies.max_age_until(expires),
-                expires=expires,
-                **self._cookie_attributes,
-            )
-            return [("Set-Cookie", value)]
-        return []
+    def get_cookie_settings(self) -> CookieSettings:
+        """The session cookie's name and attributes."""
+        return self.cookie_settings
+
+    def should_set_cookie(self, session: Session) -> bool:
+        """Whether a live session's cookie is sent: Flask's rule.
+
+        When the session was modified, or when it is permanent and
+        ``cookie_refresh_each_request`` is on.
+        """
+        return session.modified or (session.permanent and self._refresh_each_request)
+
+    def get_expiration_time(self, session: Session) -> datetime | None:
+        """When a permanent session's cookie expires; None for a browser-session cookie."""
+        return persistent_expiry(session)
 
 
 def _cookie_value(header: str, name: str) -> str | None:
@@ -176,31 +184,31 @@ class _Exchange:
         self.middleware = middleware
         self.session = session
         self.server_start_response = start_response
-        self.cookie_headers: list[tuple[str, str]] = []
+        self.cookie = KEEP
         self.started = False
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
     ) -> Callable[[bytes], object]:
-        session = self.session
-        outcome = self.middleware.engine.commit(session)
+        session, middleware = self.session, self.middleware
+        cookie = session_cookie(
+            middleware.engine.commit(session),
+            session,
+            middleware.get_cookie_settings,
+            middleware.should_set_cookie,
+            middleware.get_expiration_time,
+        )
         # A second call (an error page after exc_info) replaces the headers,
         # so the cookie of the first call must go out again.
-        self.cookie_headers = (
-            self.middleware.cookie_headers(session, outcome) or self.cookie_headers
-        )
+        if cookie.set_cookie is None and self.cookie.set_cookie is not None:
+            cookie = self.cookie
+        self.cookie = cookie
         self.started = True
-        if not (self.cookie_headers or session.accessed):
+        if cookie is KEEP:
             # The session was never used: the app's headers go out as they are.
             return self.server_start_response(status, headers, exc_info)
         response_headers = Headers(headers)
-        for name, value in self.cookie_headers:
-            response_headers.add(name, value)
-        if self.cookie_headers:
-            response_headers["Cache-Control"] = cookies.no_cache_set_cookie(
-                response_headers.get("Cache-Control")
-            )
-        cookies.vary_on_cookie(response_headers)
+        cookie.apply(response_headers)
         return self.server_start_response(status, response_headers.to_wsgi_list(), exc_info)
 
     def close(self) -> None:

@@ -16,16 +16,18 @@ script compares just those bytes, so it needs no msgpack parser.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgpack
+
+from . import codec
 
 FORMAT_VERSION = 1
 _REQUIRED_FIELDS = 5
 
 
 class CorruptRecordError(ValueError):
-    """A stored record is not one this version can read."""
+    """A stored record, or the values in it, cannot be read by this version."""
 
 
 class Record(NamedTuple):
@@ -86,3 +88,15 @@ def unpack_record(blob: bytes) -> Record:
     description = fields[6] if len(fields) > 6 and type(fields[6]) is str else None
     tag = blob[: _tag_length(revision)]
     return Record(revision, deadline_ms, created_ms, values, last_seen_ms, description, tag)
+
+
+def read_record(blob: bytes) -> tuple[Record, dict[Any, Any]]:
+    """Parse a stored record and decode its values.
+
+    :raises CorruptRecordError: the record or its values cannot be read.
+    """
+    record = unpack_record(blob)
+    try:
+        return record, codec.decode(record.values)
+    except ValueError as exc:
+        raise CorruptRecordError(str(exc)) from exc

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
 
 from flask.sessions import SessionMixin
 
-if TYPE_CHECKING:
-    from .engine import SessionEngine
+from .clock import moment
+from .state import SessionState, Status
+
+__all__ = ["Session", "SessionBackend", "Status"]
 
 
-class Status(enum.Enum):
-    """Where a request's session is in its life; the save step reads only this."""
+class SessionBackend(Protocol):
+    """What a :class:`Session` asks of the engine that opened it."""
 
-    #: The cookie's token is known, the store has not been asked yet.
-    UNLOADED = "unloaded"
-    #: The values are those the store holds, or those of a new session.
-    LOADED = "loaded"
-    #: As LOADED, and the save moves the values to a new token.
-    RENEWED = "renewed"
-    #: The record was deleted; a write starts a new session with a new token.
-    DESTROYED = "destroyed"
+    def load(
+        self, state: SessionState, cookie_token: str | None
+    ) -> tuple[SessionState, dict[Any, Any]]:
+        """Read the session ``cookie_token`` names; return its state and values."""
+
+    def destroy(self, state: SessionState, cookie_token: str | None) -> SessionState:
+        """Delete the session's record now; return the state of a new, empty session."""
+
+    def session_id(self, key: str) -> str:
+        """Return the store id of the record at ``key``."""
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -62,42 +65,24 @@ class Session(dict[str, Any], SessionMixin):
 
     def __init__(
         self,
-        engine: SessionEngine,
+        backend: SessionBackend,
         cookie_token: str | None,
         *,
         lifetime_ms: int,
         permanent_default: bool = False,
     ) -> None:
         super().__init__()
-        self._engine = engine
-        self._status = Status.UNLOADED
+        self._backend = backend
         self._cookie_token = cookie_token
-        self._lifetime_ms = lifetime_ms
         self._permanent_default = permanent_default
-        #: The token of the stored record; None while there is none.
-        self._token: str | None = None
-        self._key: str | None = None
-        self._revision = 0
-        #: The bytes that begin the stored record, up to its revision.
-        self._tag = b""
-        #: The token a renewal moves to, chosen at its first attempt.
-        self._renewed_token: str | None = None
-        #: The user the stored record is indexed under.
-        self._indexed_user: str | None = None
-        self._stored_description: str | None = None
-        self._description: str | None = None
-        self._last_seen_ms = 0
-        self._stored_values: bytes | None = None
-        self._deadline_ms = 0
-        self._created_ms = 0
-        self._expiry_ms = 0
+        self._state = SessionState.unloaded(lifetime_ms)
         self.accessed = False
         self.modified = False
 
     @property
     def status(self) -> Status:
         """Where the session is in its life in this request."""
-        return self._status
+        return self._state.status
 
     @property
     def token(self) -> str | None:
@@ -106,7 +91,7 @@ class Session(dict[str, Any], SessionMixin):
         It changes at the save that follows :meth:`renew` or :meth:`destroy`.
         """
         self._ensure_loaded()
-        return self._token
+        return self._state.token
 
     @property
     def id(self) -> str | None:
@@ -115,7 +100,8 @@ class Session(dict[str, Any], SessionMixin):
         With hashed tokens it is a hash of the token. None until first saved.
         """
         self._ensure_loaded()
-        return None if self._key is None else self._engine.store.id_of(self._key)
+        key = self._state.key
+        return None if key is None else self._backend.session_id(key)
 
     @property
     def description(self) -> str | None:
@@ -126,26 +112,26 @@ class Session(dict[str, Any], SessionMixin):
         nothing about the client is collected.
         """
         self._ensure_loaded()
-        return self._description
+        return self._state.description
 
     @description.setter
     def description(self, value: str | None) -> None:
         if value is not None and not isinstance(value, str):
             raise TypeError(f"a session description is a str or None, not {type(value).__name__}")
         self._ensure_loaded()
-        self._description = value
+        self._state = self._state._replace(description=value)
 
     @property
     def created_at(self) -> datetime:
         """When the session was first saved (or would be), an aware UTC datetime."""
         self._ensure_loaded()
-        return datetime.fromtimestamp(self._created_ms / 1000, tz=timezone.utc)
+        return moment(self._state.created_ms)
 
     @property
     def last_seen(self) -> datetime:
         """When the session was last written; reads do not move it, to cost nothing."""
         self._ensure_loaded()
-        return datetime.fromtimestamp(self._last_seen_ms / 1000, tz=timezone.utc)
+        return moment(self._state.last_seen_ms)
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -154,7 +140,7 @@ class Session(dict[str, Any], SessionMixin):
         True for a session that is not saved yet, including after :meth:`destroy`.
         """
         self._ensure_loaded()
-        return self._token is None
+        return self._state.token is None
 
     @property
     def deadline(self) -> datetime:
@@ -163,7 +149,7 @@ class Session(dict[str, Any], SessionMixin):
         Activity never moves it; :meth:`renew` starts a new lifetime.
         """
         self._ensure_loaded()
-        return datetime.fromtimestamp(self._deadline_ms / 1000, tz=timezone.utc)
+        return moment(self._state.deadline_ms)
 
     @property
     def expires(self) -> datetime:
@@ -172,7 +158,7 @@ class Session(dict[str, Any], SessionMixin):
         This is the Expires of a persistent cookie.
         """
         self._ensure_loaded()
-        return datetime.fromtimestamp(self._expiry_ms / 1000, tz=timezone.utc)
+        return moment(self._state.expiry_ms)
 
     @property
     def permanent(self) -> bool:
@@ -194,8 +180,9 @@ class Session(dict[str, Any], SessionMixin):
         lifetime starts again.
         """
         self._ensure_loaded()
-        if self._token is not None and self._status is Status.LOADED:
-            self._status = Status.RENEWED
+        state = self._state
+        if state.token is not None and state.status is Status.LOADED:
+            self._state = state._replace(status=Status.RENEWED)
 
     def destroy(self) -> None:
         """End the session now: delete the record, clear the values, drop the cookie.
@@ -203,17 +190,32 @@ class Session(dict[str, Any], SessionMixin):
         A value written after this starts a new session with a new token.
         """
         self.accessed = True
-        self._engine.destroy(self)
+        self._adopt(self._backend.destroy(self._state, self._cookie_token), {})
 
     def _ensure_loaded(self) -> None:
-        if self._status is Status.UNLOADED:
-            self._engine.load(self)
+        if self._state.status is Status.UNLOADED:
+            self._adopt(*self._backend.load(self._state, self._cookie_token))
         self.accessed = True
 
+    # The engine's view of the session: read and replaced whole, never loaded by it.
+
+    def _snapshot(self) -> tuple[SessionState, dict[Any, Any]]:
+        """Return the state and a copy of the values, without loading them."""
+        state = self._state
+        return state, (dict.copy(self) if state.status is not Status.UNLOADED else {})
+
+    def _adopt(self, state: SessionState, values: dict[Any, Any] | None = None) -> None:
+        """Take the state the engine made, and the values it read or merged, if any."""
+        self._state = state
+        if values is not None:
+            dict.clear(self)
+            dict.update(self, values)
+
     def __repr__(self) -> str:
-        if self._status is Status.UNLOADED:
+        status = self._state.status
+        if status is Status.UNLOADED:
             return f"<{type(self).__name__} not loaded>"
-        return f"<{type(self).__name__} {self._status.value} {dict.__repr__(self)}>"
+        return f"<{type(self).__name__} {status.value} {dict.__repr__(self)}>"
 
     # Every way to read or change the values loads them first.
     __getitem__ = _loads_first(dict.__getitem__)

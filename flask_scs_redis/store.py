@@ -1,4 +1,4 @@
-"""The storage seam: find, commit and delete records in Redis.
+"""The storage seam: find, write and delete records in Redis.
 
 :class:`RedisStore` knows nothing of HTTP or of what a record holds; the
 session engine knows nothing of Redis. Every command touches a single key, so
@@ -7,20 +7,18 @@ the store works unchanged on Redis Cluster.
 
 from __future__ import annotations
 
-import enum
 import re
 import secrets
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, NamedTuple
+from datetime import timedelta
+from operator import methodcaller
+from typing import Any
 
-import redis
-import redis.exceptions
-
-from . import settings
-from .connections import client_from_url
-from .errors import ConfigurationError, SessionStoreError, SessionStoreUnavailable
+from .clock import milliseconds, now_ms
+from .connections import client_from_url, translated_errors
+from .errors import ConfigurationError, SessionStoreUnavailable
+from .options import Options, check
+from .scripts import COMPARE_AND_SET, INDEX_ADD, UNLOCK, Write
 from .tokens import token_digest
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -28,78 +26,9 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 # and user indexes share the prefix but never look like this.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
-# Compare-and-set on one key, so it is Cluster-safe. ARGV[1] is the tag (the
-# first bytes) of the record the caller read; ARGV[2] is the new record, or
-# empty to delete; ARGV[3] its expiry in Unix ms. Returns 1 when done, 0 when
-# the key is gone, or the current record when another write came first.
-COMPARE_AND_SET = """
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-if string.sub(current, 1, string.len(ARGV[1])) ~= ARGV[1] then return current end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-end
-return 1
-"""
-
-
-# Adds ARGV[1] to a user's index (KEYS[1]) with its deadline ARGV[2] as score,
-# after pruning entries past ARGV[3] (now); keeps at most ARGV[4] entries (0:
-# all) and returns the ids it dropped, oldest first, never the one it added.
-INDEX_ADD = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local dropped = {}
-local limit = tonumber(ARGV[4])
-if limit > 0 then
-  local extra = redis.call('ZCARD', KEYS[1]) - limit
-  if extra > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, extra)) do
-      if id ~= ARGV[1] and #dropped < extra then table.insert(dropped, id) end
-    end
-    redis.call('ZREM', KEYS[1], unpack(dropped))
-  end
-end
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], last[2])
-return dropped
-"""
-
-# Deletes a lock only for the holder that took it.
-UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 #: Appended to a record's key to name its write lock. Record ids are
 #: base64url, so no record key ends like this.
 LOCK_SUFFIX = ":lock"
-
-
-class WriteStatus(enum.Enum):
-    """How a conditional write went."""
-
-    DONE = "done"
-    #: Another write came first; the record it left is in :attr:`Write.current`.
-    CONFLICT = "conflict"
-    #: The record is gone: ended by another request, or expired.
-    GONE = "gone"
-
-
-class Write(NamedTuple):
-    """The answer to a conditional write."""
-
-    status: WriteStatus
-    current: bytes | None = None
-
-    @classmethod
-    def from_answer(cls, answer: object) -> Write:
-        """Read the compare-and-set script's reply."""
-        if isinstance(answer, bytes):
-            return cls(WriteStatus.CONFLICT, answer)
-        return cls(WriteStatus.DONE if answer == 1 else WriteStatus.GONE)
 
 
 class RedisStore:
@@ -120,16 +49,12 @@ class RedisStore:
     def __init__(
         self,
         client: Any,
-        prefix: str = "scs:session:",
-        hash_tokens: bool = True,
+        prefix: str = Options.prefix,
+        hash_tokens: bool = Options.hash_tokens,
         *,
-        min_replicas: int = 0,
-        replica_timeout: float = 0.5,
+        min_replicas: int = Options.min_replicas,
+        replica_timeout: timedelta | float = Options.replica_timeout,
     ) -> None:
-        if not isinstance(prefix, str):
-            raise ConfigurationError(f"the key prefix must be a str, not {type(prefix).__name__}")
-        if not isinstance(hash_tokens, bool):
-            raise ConfigurationError("hash_tokens must be True or False")
         connection_kwargs = getattr(client, "get_connection_kwargs", None)
         if callable(connection_kwargs) and connection_kwargs().get("decode_responses"):
             raise ConfigurationError(
@@ -137,13 +62,11 @@ class RedisStore:
                 " binary: create it without decode_responses=True"
             )
         self.client = client
-        self.prefix = prefix
-        self.hash_tokens = hash_tokens
+        self.prefix: str = check("prefix", prefix)
+        self.hash_tokens: bool = check("hash_tokens", hash_tokens)
         #: Replicas that must acknowledge each write (WAIT) before it counts.
-        self.min_replicas = settings.count("min_replicas", min_replicas)
-        self._replica_timeout_ms = int(
-            settings.duration("replica_timeout", replica_timeout).total_seconds() * 1000
-        )
+        self.min_replicas: int = check("min_replicas", min_replicas)
+        self._replica_timeout_ms = milliseconds(check("replica_timeout", replica_timeout))
         self._match = _GLOB_SPECIAL.sub(r"\\\1", prefix)
         self._cluster = callable(getattr(client, "get_node_from_key", None))
         self._compare_and_set = client.register_script(COMPARE_AND_SET)
@@ -155,33 +78,29 @@ class RedisStore:
         cls,
         url: str,
         *,
-        prefix: str = "scs:session:",
-        hash_tokens: bool = True,
-        timeout: float = 1.0,
-        retries: int = 2,
-        min_replicas: int = 0,
-        replica_timeout: float = 0.5,
+        prefix: str = Options.prefix,
+        hash_tokens: bool = Options.hash_tokens,
+        timeout: timedelta | float = Options.timeout,
+        retries: int = Options.retries,
+        min_replicas: int = Options.min_replicas,
+        replica_timeout: timedelta | float = Options.replica_timeout,
         **client_kwargs: Any,
     ) -> RedisStore:
         """Build a store on a new client made from ``url``.
 
-        Besides ``redis://`` URLs, ``redis+cluster://`` and ``redis+sentinel://``
-        URLs give a Cluster or a Sentinel-watched primary (see
-        :mod:`.connections`). The client gives up on a connect or a reply after
-        ``timeout`` seconds, so a hung server costs a request that long, not
-        forever, and retries a refused or dropped connection ``retries`` times
-        with a short backoff; a timeout is not retried. ``client_kwargs`` go to
-        the client and win over these. A single server or a Sentinel client
-        connects at its first command; a Cluster client asks a startup node for
-        the cluster's layout when it is made.
+        ``redis+cluster://`` and ``redis+sentinel://`` URLs give a Cluster or a
+        Sentinel-watched primary (see :mod:`.connections`). The client gives up
+        on a connect or a reply after ``timeout`` seconds and retries a refused
+        or dropped connection ``retries`` times; ``client_kwargs`` win over
+        these. Only a Cluster client connects before the first command.
 
         .. versionchanged:: 0.1
             Added ``timeout`` and ``retries``.
         """
         client = client_from_url(
             url,
-            timeout=settings.duration("timeout", timeout).total_seconds(),
-            retries=settings.count("retries", retries),
+            timeout=check("timeout", timeout).total_seconds(),
+            retries=check("retries", retries),
             **client_kwargs,
         )
         return cls(
@@ -200,6 +119,10 @@ class RedisStore:
         """Return the store id in ``key``: the key without the prefix."""
         return key[len(self.prefix) :]
 
+    def key_of(self, session_id: str) -> str:
+        """Return the Redis key of the store id ``session_id``: the prefix and the id."""
+        return self.prefix + session_id
+
     def fetch(self, keys: list[str]) -> list[tuple[bytes | None, int]]:
         """Return each key's record and milliseconds to live, in one pipelined round trip.
 
@@ -207,7 +130,7 @@ class RedisStore:
         """
         if not keys:
             return []
-        with _translated_errors():
+        with translated_errors():
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.get(key)
@@ -229,26 +152,24 @@ class RedisStore:
         key alive until its last entry's deadline. The caller deletes the
         sessions of the ids it returns.
         """
-        now = int(time.time() * 1000)
-        with _translated_errors():
+        with translated_errors():
             evicted = self._index_add(
                 keys=[self.index_key(user)],
-                args=[session_id, deadline_ms, now, keep_at_most or 0],
+                args=[session_id, deadline_ms, now_ms(), keep_at_most or 0],
             )
         return [entry.decode() if isinstance(entry, bytes) else entry for entry in evicted]
 
     def index_remove(self, user: str, *session_ids: str) -> None:
         """Take ``session_ids`` out of ``user``'s index."""
         if session_ids:
-            with _translated_errors():
+            with translated_errors():
                 self.client.zrem(self.index_key(user), *session_ids)
 
     def index_members(self, user: str) -> list[str]:
         """Return the ids indexed under ``user`` whose deadline has not passed."""
-        now = int(time.time() * 1000)
-        with _translated_errors():
+        with translated_errors():
             pipe = self.client.pipeline(transaction=False)
-            pipe.zremrangebyscore(self.index_key(user), "-inf", now)
+            pipe.zremrangebyscore(self.index_key(user), "-inf", now_ms())
             pipe.zrange(self.index_key(user), 0, -1)
             _, members = pipe.execute()
         return [entry.decode() if isinstance(entry, bytes) else entry for entry in members]
@@ -260,7 +181,7 @@ class RedisStore:
         same command (GETEX), so sliding the idle timeout costs no extra round
         trip.
         """
-        with _translated_errors():
+        with translated_errors():
             if idle_expiry_ms is None:
                 return self.client.get(key)  # type: ignore[no-any-return]
             return self.client.getex(key, pxat=idle_expiry_ms)  # type: ignore[no-any-return]
@@ -271,7 +192,7 @@ class RedisStore:
         One SET NX PXAT: nothing is written if the key exists. Return whether
         the record was written.
         """
-        with _translated_errors():
+        with translated_errors():
             if not self.min_replicas:
                 return bool(self.client.set(key, record, pxat=expiry_ms, nx=True))
             (written,) = self._durably(
@@ -301,7 +222,7 @@ class RedisStore:
         answer is about ``key``; unless it is done, the caller decides what
         becomes of ``new_key``.
         """
-        with _translated_errors():
+        with translated_errors():
             if self.min_replicas:
                 self._durably(new_key, lambda pipe: pipe.set(new_key, record, pxat=expiry_ms))
                 return self._compare_and_set_at(key, expected, b"", 0)
@@ -318,7 +239,7 @@ class RedisStore:
     def _compare_and_set_at(
         self, key: str, expected: bytes, record: bytes, expiry_ms: int
     ) -> Write:
-        with _translated_errors():
+        with translated_errors():
             if not self.min_replicas:
                 answer = self._compare_and_set(keys=[key], args=[expected, record, expiry_ms])
             else:
@@ -367,64 +288,40 @@ class RedisStore:
         after ``ttl_ms``, should its holder die.
         """
         holder = secrets.token_hex(8)
-        with _translated_errors():
+        with translated_errors():
             taken = self.client.set(key + LOCK_SUFFIX, holder, nx=True, px=ttl_ms)
         return holder if taken else None
 
     def unlock(self, key: str, holder: str) -> None:
         """Release the write lock of ``key``, if ``holder`` still holds it."""
-        with _translated_errors():
+        with translated_errors():
             self._unlock(keys=[key + LOCK_SUFFIX], args=[holder])
 
-    def delete(self, key: str) -> None:
-        """Delete the record at ``key``, if there is one."""
-        if self.min_replicas:
-            self._deleted(key)
-            return
-        with _translated_errors():
-            self.client.delete(key)
+    def delete(self, *keys: str) -> int:
+        """Delete the records at ``keys``, whatever they hold; return how many existed.
 
-    def take(self, key: str) -> bytes | None:
-        """Delete the record at ``key`` and return what it held (GETDEL), or None."""
-        with _translated_errors():
+        One DEL a key, pipelined when there are several, so it works on a Cluster.
+        """
+        with translated_errors():
             if self.min_replicas:
-                (blob,) = self._durably(key, lambda pipe: pipe.getdel(key), unless=lambda b: False)
-                return blob  # type: ignore[no-any-return]
-            return self.client.getdel(key)  # type: ignore[no-any-return]
-
-    def delete_many(self, keys: list[str]) -> int:
-        """Delete ``keys``, pipelined one DEL each (so Cluster-safe); return how many existed."""
-        if self.min_replicas:
-            return sum(self._deleted(key) for key in keys)
-        if not keys:
-            return 0
-        with _translated_errors():
+                return sum(
+                    self._durably(key, methodcaller("delete", key), unless=_never)[0]
+                    for key in keys
+                )
+            if len(keys) == 1:  # the common case, without a pipeline's cost
+                return int(self.client.delete(keys[0]))
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.delete(key)
             return sum(pipe.execute())
 
-    def _deleted(self, key: str) -> int:
-        with _translated_errors():
-            (deleted,) = self._durably(key, lambda pipe: pipe.delete(key), unless=lambda n: False)
-        return int(deleted)
-
-    def scan(self, batch: int = 500) -> Iterator[tuple[str, bytes]]:
-        """Yield ``(key, record)`` for every record under this store's prefix.
-
-        Keys are found with SCAN, never KEYS (on a Cluster, on every primary),
-        and their records fetched in pipelined batches of ``batch``. Records
-        that expire during the scan are skipped.
-        """
-        for chunk in self.scan_keys(batch):
-            with _translated_errors():
-                pipe = self.client.pipeline(transaction=False)
-                for key in chunk:
-                    pipe.get(key)
-                records = pipe.execute()
-            for key, record in zip(chunk, records):
-                if record is not None:
-                    yield key, record
+    def take(self, key: str) -> bytes | None:
+        """Delete the record at ``key`` and return what it held (GETDEL), or None."""
+        with translated_errors():
+            if self.min_replicas:
+                (blob,) = self._durably(key, methodcaller("getdel", key), unless=_never)
+                return blob  # type: ignore[no-any-return]
+            return self.client.getdel(key)  # type: ignore[no-any-return]
 
     def scan_keys(self, batch: int = 500, *, of: str = "sessions") -> Iterator[list[str]]:
         """Yield the keys of the records under this store's prefix, ``batch`` at a time.
@@ -433,7 +330,7 @@ class RedisStore:
         ``of="indexes"`` the user indexes are yielded instead.
         """
         match = self._match + ("user:*" if of == "indexes" else "*")
-        with _translated_errors():
+        with translated_errors():
             names = (
                 key.decode() if isinstance(key, bytes) else key
                 for key in self.client.scan_iter(match=match, count=batch)
@@ -449,12 +346,5 @@ class RedisStore:
                 yield chunk
 
 
-@contextmanager
-def _translated_errors() -> Iterator[None]:
-    """Re-raise redis-py errors as this package's store errors."""
-    try:
-        yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise SessionStoreUnavailable(f"the session store cannot be reached: {exc}") from exc
-    except redis.exceptions.RedisError as exc:
-        raise SessionStoreError(f"the session store failed: {exc}") from exc
+def _never(answer: object) -> bool:
+    return False

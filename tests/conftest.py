@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import Client
 
-from flask_scs_redis.store import COMPARE_AND_SET
+from flask_scs_redis.scripts import COMPARE_AND_SET
 from flask_scs_redis.testing import CommandCounter, RedisServer
 
 from views import build_flask_app, build_wsgi_app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -17,14 +16,8 @@ from flask_scs_redis import RedisSessions, RedisStore, SessionAdmin
 from flask_scs_redis.record import Record, pack_record
 from flask_scs_redis.testing import CommandCounter
 
+from harness import MakeApp, cookie_token, store_of
 from views import build_flask_app, build_wsgi_app
-
-MakeApp = Callable[..., Flask]
-
-
-def token(client: Client) -> str | None:
-    cookie = client.get_cookie("session")
-    return None if cookie is None else cookie.value
 
 
 def log_in(client: Client, user: str) -> None:
@@ -36,8 +29,8 @@ def indexed(redis_client: redis.Redis, user: str) -> list[str]:
 
 
 def store_id(app: Flask, client: Client) -> str:
-    store = RedisSessions().store(app)
-    return store.id_of(store.key_for(token(client) or ""))
+    store = store_of(app)
+    return store.id_of(store.key_for(cookie_token(client) or ""))
 
 
 # The per-user index
@@ -47,20 +40,20 @@ def test_login_renews_the_token_and_indexes_the_session_by_store_id(
     app: Flask, flask_client: FlaskClient, redis_client: redis.Redis
 ) -> None:
     flask_client.get("/incr")
-    anonymous = token(flask_client)
+    anonymous = cookie_token(flask_client)
     log_in(flask_client, "alice")
-    assert token(flask_client) not in (None, anonymous)  # fixation defence, no app code
+    assert cookie_token(flask_client) not in (None, anonymous)  # fixation defence, no app code
     assert indexed(redis_client, "alice") == [store_id(app, flask_client)]
-    assert token(flask_client) not in indexed(redis_client, "alice")  # never the raw token
+    assert cookie_token(flask_client) not in indexed(redis_client, "alice")  # never the raw token
     assert flask_client.get("/read").text == "1"  # the values came along
 
 
 def test_without_renew_on_login_the_token_stays(make_app: MakeApp) -> None:
     client = make_app(SCS_RENEW_ON_LOGIN=False).test_client()
     client.get("/incr")
-    before = token(client)
+    before = cookie_token(client)
     log_in(client, "alice")
-    assert token(client) == before
+    assert cookie_token(client) == before
 
 
 def test_the_index_follows_renew_switch_removal_and_destroy(
@@ -94,7 +87,7 @@ def test_a_session_whose_record_vanished_is_pruned_when_listed(
     app: Flask, flask_client: FlaskClient, redis_client: redis.Redis
 ) -> None:
     log_in(flask_client, "alice")
-    redis_client.delete(RedisSessions().store(app).key_for(token(flask_client) or ""))
+    redis_client.delete(store_of(app).key_for(cookie_token(flask_client) or ""))
     with app.app_context():
         assert RedisSessions().admin().user_sessions("alice") == []
     assert indexed(redis_client, "alice") == []
@@ -138,6 +131,22 @@ def test_past_the_limit_a_users_oldest_sessions_are_destroyed(make_app: MakeApp)
     assert second.get("/read").text == "1"
     assert third.get("/read").text == "1"
     assert len(third.get("/mine").text.split(",")) == 2
+
+
+def test_ending_one_session_reads_and_deletes_it_in_one_command(
+    app: Flask, flask_client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    log_in(flask_client, "alice")
+    session_id = store_id(app, flask_client)
+    with app.app_context():
+        admin = RedisSessions().admin()
+        with CommandCounter(redis_client) as counted:
+            assert admin.destroy(session_id)
+        # GETDEL names the user whose index to clean: the one the deleted record held.
+        assert counted.by_command == {"getdel": 1, "zrem": 1}
+        assert not admin.destroy(session_id)
+    assert indexed(redis_client, "alice") == []
+    assert flask_client.get("/read").text == "None"
 
 
 # Metadata
@@ -289,7 +298,7 @@ def test_without_a_user_key_nothing_is_indexed(
 ) -> None:
     client = make_app(SCS_USER_KEY=None).test_client()
     client.get("/incr")
-    before = token(client)
+    before = cookie_token(client)
     log_in(client, "alice")
-    assert token(client) == before  # no index, no automatic renewal
+    assert cookie_token(client) == before  # no index, no automatic renewal
     assert list(redis_client.scan_iter(match="scs:session:user:*")) == []

@@ -1,48 +1,34 @@
-"""Points 1-8 of the behaviour: one suite, run over the Flask and the WSGI adapter."""
+"""The behaviour the README promises, run over the Flask and the WSGI adapter alike.
+
+Sections follow the README: "The Session API", "How it works" (token and key,
+record, expiry, caching, refresh) and "What can be stored".
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import msgpack
 import pytest
 import redis
 from werkzeug.test import Client
 
-from flask_scs_redis import SessionTooLargeError, UnsupportedValueError
-from flask_scs_redis.codec import decode
+from flask_scs_redis import Session, SessionTooLargeError, UnsupportedValueError
 from flask_scs_redis.record import unpack_record
-from flask_scs_redis.testing import CommandCounter
 from flask_scs_redis.tokens import is_well_formed, new_token
 
-MakeClient = Callable[..., Client]
-Count = Callable[[], CommandCounter]
+from harness import (
+    Count,
+    MakeClient,
+    cookie_token,
+    edit_record,
+    set_cookie_headers,
+    stored_keys,
+    stored_values,
+)
 
-
-def cookie_token(client: Client, name: str = "session") -> str | None:
-    cookie = client.get_cookie(name)
-    return None if cookie is None else cookie.value
-
-
-def stored_keys(redis_client: redis.Redis) -> list[bytes]:
-    return sorted(redis_client.scan_iter(match="scs:session:*"))
-
-
-def stored_values(redis_client: redis.Redis) -> dict[str, Any]:
-    (key,) = stored_keys(redis_client)
-    record = redis_client.get(key)
-    assert record is not None
-    return decode(unpack_record(record).values)
-
-
-def set_cookie_headers(response: Any) -> list[str]:
-    return list(response.headers.getlist("Set-Cookie"))
-
-
-# 1. Tokens
+# Tokens (README: How it works)
 
 
 def test_the_cookie_carries_a_fresh_well_formed_token(client: Client) -> None:
@@ -85,7 +71,7 @@ def test_a_malformed_cookie_starts_an_empty_session(client: Client, count: Count
     assert is_well_formed(cookie_token(client))
 
 
-# 2. Record
+# The record and its expiry (README: How it works)
 
 
 def test_the_record_carries_the_deadline_and_its_ttl_is_set_with_the_write(
@@ -116,9 +102,8 @@ def test_a_record_past_its_deadline_is_treated_as_absent(
 ) -> None:
     client.get("/incr")
     (key,) = stored_keys(redis_client)
-    fields = list(msgpack.unpackb(redis_client.get(key)))
-    fields[2] = int(time.time() * 1000) - 1  # the deadline has passed, the key has not expired
-    redis_client.set(key, msgpack.packb(fields), keepttl=True)
+    # The deadline has passed, but the key has not expired.
+    edit_record(redis_client, key, deadline_ms=int(time.time() * 1000) - 1)
     assert client.get("/read").text == "None"
 
 
@@ -131,7 +116,7 @@ def test_the_session_exposes_its_deadline_as_aware_utc(make_client: MakeClient) 
     assert abs(deadline - expected) < timedelta(seconds=5)
 
 
-# 3. Codec, through a real request
+# Values (README: What can be stored), through a real request
 
 
 def test_an_unsupported_value_fails_the_save_and_keeps_the_old_record(
@@ -144,7 +129,7 @@ def test_an_unsupported_value_fails_the_save_and_keeps_the_old_record(
     assert stored_values(redis_client) == before
 
 
-# 4. Lazy
+# Lazy loading (README: The Session API)
 
 
 def test_an_untouched_session_is_never_loaded(client: Client, count: Count) -> None:
@@ -156,7 +141,7 @@ def test_an_untouched_session_is_never_loaded(client: Client, count: Count) -> N
     assert "Vary" not in response.headers
 
 
-# 6. Change detection
+# Change detection and refresh (README: How it works)
 
 
 def test_a_nested_change_is_saved_without_setting_modified(
@@ -179,6 +164,15 @@ def test_a_permanent_session_refreshes_its_cookie_without_rewriting_the_record(
     assert len(set_cookie_headers(response)) == 1
 
 
+def test_without_refresh_each_request_a_permanent_read_sends_no_cookie(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(refresh_each_request=False)
+    client.get("/permanent")
+    assert set_cookie_headers(client.get("/read")) == []
+    assert len(set_cookie_headers(client.get("/incr"))) == 1  # a change still sends it
+
+
 def test_a_non_permanent_session_read_sends_no_cookie(client: Client) -> None:
     client.get("/incr")
     response = client.get("/read")
@@ -186,7 +180,7 @@ def test_a_non_permanent_session_read_sends_no_cookie(client: Client) -> None:
     assert "Cookie" in response.vary
 
 
-# 7. Empty sessions
+# Empty sessions (README: How it works)
 
 
 def test_an_empty_session_is_never_stored(client: Client, redis_client: redis.Redis) -> None:
@@ -207,7 +201,7 @@ def test_a_session_emptied_by_the_request_is_deleted_with_its_cookie(
     assert cookie_token(client) is None
 
 
-# renew() and destroy()
+# renew() and destroy() (README: The Session API)
 
 
 def test_renew_moves_the_values_to_a_new_token_and_deletes_the_old_record(
@@ -271,7 +265,7 @@ def test_token_is_none_until_first_saved(client: Client) -> None:
     assert client.get("/token").text == repr(cookie_token(client))
 
 
-# 8. Cookies
+# Cookies (README: Configuration, Any WSGI app)
 
 
 def test_the_cookie_attributes_apply_on_set_and_on_delete(make_client: MakeClient) -> None:
@@ -327,7 +321,7 @@ def test_vary_cookie_is_sent_when_the_session_was_accessed(client: Client) -> No
     assert "Cookie" not in client.get("/none").vary
 
 
-# Size limit
+# Size limit (README: Errors)
 
 
 def test_an_oversize_session_is_refused_and_the_old_record_stays(
@@ -343,7 +337,7 @@ def test_an_oversize_session_is_refused_and_the_old_record_stays(
     assert stored_values(redis_client) == before
 
 
-# Corrupt records
+# Corrupt records (README: How it works)
 
 
 @pytest.mark.parametrize(
@@ -373,3 +367,23 @@ def test_a_corrupt_record_is_no_session_is_deleted_and_the_log_hides_the_token(
     assert token is not None
     assert token not in caplog.text
     assert key.decode().removeprefix("scs:session:") not in caplog.text
+
+
+# Extension points (README: The Session API)
+
+
+class CartSession(Session):
+    """A session class of the app's own, with a helper its views use."""
+
+    def add_to_cart(self, item: str) -> None:
+        self.setdefault("cart", []).append(item)
+
+
+def test_the_session_class_named_by_the_adapter_is_what_views_get(
+    make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    client = make_client(session_class=CartSession)
+    assert client.get("/kind").text == "CartSession"
+    client.get("/incr")
+    assert client.get("/kind").text == "CartSession"  # a stored session too
+    assert make_client().get("/kind").text == "Session"

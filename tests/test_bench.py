@@ -10,7 +10,7 @@ import redis
 
 from flask_scs_redis.testing import RedisServer
 
-from scripts import load_script
+from harness import load_script
 
 
 @pytest.fixture

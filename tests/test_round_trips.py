@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from werkzeug.test import Client
 
-from flask_scs_redis.testing import CommandCounter
-
-Count = Callable[[], CommandCounter]
+from harness import Count, MakeClient
 
 
 def start_session(client: Client) -> None:
@@ -40,7 +36,7 @@ def test_reading_costs_one_get(client: Client, count: Count) -> None:
 
 
 def test_reading_with_an_idle_timeout_costs_one_getex(
-    make_client: Callable[..., Client], count: Count
+    make_client: MakeClient, count: Count
 ) -> None:
     client = make_client(idle_timeout=60)
     start_session(client)
@@ -59,7 +55,7 @@ def test_changing_a_session_costs_two_commands(client: Client, count: Count) -> 
 
 
 def test_changing_with_an_idle_timeout_costs_two_commands(
-    make_client: Callable[..., Client], count: Count
+    make_client: MakeClient, count: Count
 ) -> None:
     client = make_client(idle_timeout=60)
     start_session(client)
@@ -85,8 +81,18 @@ def test_destroying_an_unread_session_costs_one_command(client: Client, count: C
     assert counted.by_command == {"getdel": 1}
 
 
+def test_destroying_a_session_read_first_costs_its_read_and_one_getdel(
+    client: Client, count: Count
+) -> None:
+    start_session(client)
+    with count() as counted:
+        client.get("/read-then-logout")
+    # The same GETDEL as for an unread session: what it deleted names the user to unindex.
+    assert counted.by_command == {"get": 1, "getdel": 1}
+
+
 def test_destroying_without_a_user_index_costs_one_delete(
-    make_client: Callable[..., Client], count: Count
+    make_client: MakeClient, count: Count
 ) -> None:
     client = make_client(user_key=None)
     start_session(client)

@@ -15,9 +15,11 @@ import pytest
 from flask import Flask
 from werkzeug.test import Client
 
-from flask_scs_redis import RedisStore, SessionStoreUnavailable
-from flask_scs_redis.testing import RedisClusterServers, RedisSentinelGroup, RedisServer
+from flask_scs_redis import RedisStore, SessionAdmin, SessionStoreUnavailable
+from flask_scs_redis.testing import RedisServer
+from flask_scs_redis.testing.topologies import RedisClusterServers, RedisSentinelGroup
 
+from harness import store_of, stored_sessions
 from views import GATES, Gate, build_flask_app, build_wsgi_app
 
 
@@ -28,10 +30,6 @@ def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
 
 def flask_on(url: str, **config: Any) -> Flask:
     return build_flask_app(None, SCS_REDIS_URL=url, SCS_REDIS_TIMEOUT=0.5, **config)
-
-
-def store_of(app: Flask) -> RedisStore:
-    return app.session_interface.engine.store  # type: ignore[attr-defined, no-any-return]
 
 
 def start_sessions(app: Flask, count: int) -> list[Client]:
@@ -84,7 +82,8 @@ def test_sessions_spread_over_every_primary_and_all_of_it_works(
     second.get("/login", query_string={"user": "alice"})
     assert second.get_cookie("session").value != old  # type: ignore[union-attr]
     third.get("/logout")
-    assert len(list(store_of(app).scan(batch=7))) == 59  # SCAN on every primary, pipelined GETs
+    # SCAN on every primary, then pipelined GETs.
+    assert sum(1 for _ in SessionAdmin(store_of(app)).iter_sessions(batch=7)) == 59
 
 
 @pytest.mark.cluster
@@ -105,11 +104,9 @@ def test_overlapping_saves_lose_nothing_on_a_cluster(cluster: RedisClusterServer
     gate.release.set()
     thread.join(10)
     GATES.clear()
-    ((_, record),) = store_of(app).scan()
-    from flask_scs_redis.codec import decode
-    from flask_scs_redis.record import unpack_record
-
-    assert decode(unpack_record(record).values) == {"n": "1", "b": "B", "a": "A"}
+    assert stored_sessions(store_of(app).client, prefix="overlap:") == [
+        {"n": "1", "b": "B", "a": "A"}
+    ]
 
 
 @pytest.mark.cluster

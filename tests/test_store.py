@@ -11,7 +11,7 @@ from redis.retry import Retry
 
 from flask_scs_redis import RedisStore, SessionStoreError, SessionStoreUnavailable
 from flask_scs_redis.record import Record, pack_record
-from flask_scs_redis.store import WriteStatus
+from flask_scs_redis.scripts import WriteStatus
 from flask_scs_redis.testing import RedisServer
 
 # Fail at once, so an outage test does not wait through backoff.
@@ -130,10 +130,12 @@ def test_scan_yields_only_this_prefix_even_with_glob_characters(redis_client: re
     for number in range(1200):
         store.create(store.key_for(f"{number:043d}"), b"mine", in_a_minute())
     other.create(other.key_for("o" * 43), b"theirs", in_a_minute())
-    found = list(store.scan(batch=100))
-    assert len(found) == 1200
-    assert {blob for _, blob in found} == {b"mine"}
-    assert all(key.startswith("a*[b]?:") for key, _ in found)
+    chunks = list(store.scan_keys(batch=100))
+    keys = [key for chunk in chunks for key in chunk]
+    assert len(keys) == 1200
+    assert all(len(chunk) <= 100 for chunk in chunks)
+    assert {blob for blob, _ in store.fetch(keys)} == {b"mine"}
+    assert all(key.startswith("a*[b]?:") for key in keys)
 
 
 def test_a_dead_server_raises_store_unavailable(fresh_redis_server: RedisServer) -> None:
@@ -174,9 +176,39 @@ def test_the_write_lock_has_one_holder_and_expires(redis_client: redis.Redis) ->
     assert store.lock(key) is not None  # the dead holder's lock expired
 
 
-def test_scan_skips_write_locks(redis_client: redis.Redis) -> None:
+def test_scan_skips_write_locks_and_user_indexes(redis_client: redis.Redis) -> None:
     store = RedisStore(redis_client)
     key = store.key_for(TOKEN)
     store.create(key, record(1), in_a_minute())
     store.lock(key)
-    assert [found for found, _ in store.scan()] == [key]
+    store.index_add("alice", store.id_of(key), deadline_ms=in_a_minute())
+    assert list(store.scan_keys()) == [[key]]
+    assert list(store.scan_keys(of="indexes")) == [[store.index_key("alice")]]
+
+
+def test_store_ids_and_keys_convert_both_ways(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client, prefix="p:")
+    key = store.key_for(TOKEN)
+    assert store.key_of(store.id_of(key)) == key
+    assert store.id_of(store.key_of("x" * 43)) == "x" * 43
+
+
+def test_delete_takes_any_number_of_keys_and_counts_what_existed(
+    redis_client: redis.Redis,
+) -> None:
+    store = RedisStore(redis_client)
+    keys = [store.key_for(f"{number:043d}") for number in range(3)]
+    for key in keys:
+        store.create(key, record(1), in_a_minute())
+    assert store.delete() == 0
+    assert store.delete(keys[0]) == 1
+    assert store.delete(*keys, store.key_for("m" * 43)) == 2
+    assert [store.find(key) for key in keys] == [None] * 3
+
+
+def test_take_deletes_and_returns_the_record(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    store.create(key, record(7), in_a_minute())
+    assert store.take(key) == record(7)
+    assert store.take(key) is None

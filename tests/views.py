@@ -13,7 +13,14 @@ from typing import Any
 from flask import Flask, abort, flash, get_flashed_messages, request, session
 from werkzeug.wrappers import Request, Response
 
-from flask_scs_redis import RedisSessions, RedisStore, Session, SessionMiddleware
+from flask_scs_redis import (
+    Options,
+    RedisSessionInterface,
+    RedisSessions,
+    RedisStore,
+    Session,
+    SessionMiddleware,
+)
 
 View = Callable[[Session, Mapping[str, str], RedisStore], str]
 VIEWS: dict[str, View] = {}
@@ -153,6 +160,18 @@ def token(session: Session, args: Mapping[str, str], store: RedisStore) -> str:
     return repr(session.token)
 
 
+@view("/kind")
+def kind(session: Session, args: Mapping[str, str], store: RedisStore) -> str:
+    return session.__class__.__name__  # through Flask's proxy too
+
+
+@view("/read-then-logout")
+def read_then_logout(session: Session, args: Mapping[str, str], store: RedisStore) -> str:
+    session.get("n")
+    session.destroy()
+    return "ok"
+
+
 @view("/unsupported")
 def unsupported(session: Session, args: Mapping[str, str], store: RedisStore) -> str:
     session["n"] = 99
@@ -180,17 +199,29 @@ FLASK_CONFIG = {
     "cookie_samesite": "SESSION_COOKIE_SAMESITE",
     "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
     "user_key": "SCS_USER_KEY",
+    "refresh_each_request": "SESSION_REFRESH_EACH_REQUEST",
 }
 
 
 def build_flask_app(redis_client: Any, **options: Any) -> Flask:
-    """Return a Flask app with the shared views, configured from adapter-neutral options."""
+    """Return a Flask app with the shared views, configured from adapter-neutral options.
+
+    ``session_class`` names the class of the sessions, set on the interface.
+    """
+    session_type = options.pop("session_class", Session)
     config = {FLASK_CONFIG.get(name, name): value for name, value in options.items()}
     app = Flask(__name__)
     if redis_client is not None:
         config.setdefault("SCS_REDIS", redis_client)
     app.config.update({"TESTING": True, **config})
-    RedisSessions(app)
+
+    class Interface(RedisSessionInterface):
+        session_class = session_type
+
+    class Sessions(RedisSessions):
+        interface_class = Interface
+
+    Sessions(app)
     store = RedisSessions().store(app)
 
     for path, function in VIEWS.items():
@@ -242,11 +273,14 @@ def build_flask_app(redis_client: Any, **options: Any) -> Flask:
 
 
 def build_wsgi_app(redis_client: Any, **options: Any) -> SessionMiddleware:
-    """Return a bare WSGI app with the shared views, wrapped in SessionMiddleware."""
+    """Return a bare WSGI app with the shared views, wrapped in SessionMiddleware.
+
+    ``session_class`` names the class of the sessions, set on the middleware.
+    """
     store = RedisStore(
         redis_client,
-        prefix=options.pop("prefix", "scs:session:"),
-        hash_tokens=options.pop("hash_tokens", True),
+        prefix=options.pop("prefix", Options.prefix),
+        hash_tokens=options.pop("hash_tokens", Options.hash_tokens),
     )
 
     def routes(environ: Any, start_response: Any) -> Any:
@@ -262,4 +296,11 @@ def build_wsgi_app(redis_client: Any, **options: Any) -> SessionMiddleware:
     options.setdefault("cookie_persist", False)
     options.setdefault("cookie_samesite", None)
     options.setdefault("lifetime", 31 * 24 * 3600)
-    return SessionMiddleware(routes, store, **options)
+    if "refresh_each_request" in options:
+        options["cookie_refresh_each_request"] = options.pop("refresh_each_request")
+    session_type = options.pop("session_class", Session)
+
+    class Middleware(SessionMiddleware):
+        session_class = session_type
+
+    return Middleware(routes, store, **options)

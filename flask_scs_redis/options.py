@@ -1,0 +1,231 @@
+"""Every option in one place: its default, its check, and its Flask config key.
+
+Both front ends build an :class:`Options`: the Flask extension from the
+``SCS_*`` keys of ``app.config`` (:meth:`Options.from_config`), the WSGI
+middleware from its keyword arguments (:meth:`Options.from_keywords`). Values
+are checked once, when the options are made, and a bad one raises
+:class:`~.errors.ConfigurationError` naming the setting as the caller spelled
+it. :class:`~.store.RedisStore` and :class:`~.engine.SessionEngine` run the same
+checks on arguments given to them directly, through :func:`check`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
+from datetime import timedelta
+from typing import Any
+
+from .errors import ConfigurationError
+
+#: The absolute lifetime where no framework sets one (Flask's is its
+#: ``PERMANENT_SESSION_LIFETIME``): a day, as in SCS.
+DEFAULT_LIFETIME = timedelta(hours=24)
+
+# RFC 6265 cookie-name: an RFC 7230 token.
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+
+_Check = Callable[[str, Any], Any]
+
+
+def duration(name: str, value: Any) -> timedelta:
+    """Return ``value`` (a timedelta or a number of seconds) as a positive timedelta.
+
+    :raises ConfigurationError: the value is not a positive, finite duration.
+    """
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            result = timedelta(seconds=value)
+        except (OverflowError, ValueError):  # inf, nan, or past timedelta's range
+            raise ConfigurationError(f"{name} must be a finite duration, not {value!r}") from None
+    else:
+        raise ConfigurationError(
+            f"{name} must be a timedelta or a number of seconds, not {value!r}"
+        )
+    if result <= timedelta(0):
+        raise ConfigurationError(f"{name} must be positive, not {value!r}")
+    return result
+
+
+def positive_int(name: str, value: Any) -> int:
+    """Return ``value`` if it is an int above zero."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigurationError(f"{name} must be a whole number above zero, not {value!r}")
+    return value
+
+
+def count(name: str, value: Any) -> int:
+    """Return ``value`` if it is an int from zero up."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{name} must be a whole number from zero up, not {value!r}")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """Return ``value`` if it is True or False."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def text(name: str, value: Any) -> str:
+    """Return ``value`` if it is a str."""
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a str, not {value!r}")
+    return value
+
+
+def _optional(check: _Check) -> _Check:
+    """The same check, with None allowed and returned as is."""
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _anything(name: str, value: Any) -> Any:
+    return value
+
+
+def _cookie_name(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _COOKIE_NAME.fullmatch(value):
+        raise ConfigurationError(f"{name} must be a cookie token such as 'session', not {value!r}")
+    return value
+
+
+def _cookie_path(name: str, value: Any) -> str:
+    if not text(name, value).startswith("/"):
+        raise ConfigurationError(f"{name} must start with '/', not {value!r}")
+    return str(value)
+
+
+def _samesite(name: str, value: Any) -> str | None:
+    """Return the SameSite value spelled as browsers expect it, or None."""
+    spelled = _SAMESITE.get(value.lower()) if isinstance(value, str) else None
+    if value is not None and spelled is None:
+        raise ConfigurationError(f"{name} must be 'Strict', 'Lax', 'None' or None, not {value!r}")
+    return spelled
+
+
+def _not_empty(name: str, value: Any) -> str:
+    if not text(name, value):
+        raise ConfigurationError(f"{name} must not be empty")
+    return str(value)
+
+
+def _option(default: Any, check: _Check, config: str | None = None) -> Any:
+    """A field of :class:`Options`: its default, its check, and its Flask config key."""
+    return field(default=default, metadata={"check": check, "config": config})
+
+
+@dataclass(frozen=True)
+class Options:
+    """The options of server-side sessions, checked.
+
+    Make them with :meth:`from_keywords` or :meth:`from_config`, which check
+    every value; a plain constructor call trusts its arguments.
+
+    .. versionadded:: 0.1
+    """
+
+    # Where the sessions are kept (the Flask extension builds the store from these).
+    redis_url: str = _option("redis://127.0.0.1:6379/0", text, "SCS_REDIS_URL")
+    #: A ready redis-py client, which wins over ``redis_url``.
+    redis: Any = _option(None, _anything, "SCS_REDIS")
+    prefix: str = _option("scs:session:", text, "SCS_KEY_PREFIX")
+    hash_tokens: bool = _option(True, flag, "SCS_HASH_TOKENS")
+    timeout: timedelta = _option(timedelta(seconds=1), duration, "SCS_REDIS_TIMEOUT")
+    retries: int = _option(2, count, "SCS_REDIS_RETRIES")
+    min_replicas: int = _option(0, count, "SCS_MIN_REPLICAS")
+    replica_timeout: timedelta = _option(timedelta(seconds=0.5), duration, "SCS_REPLICA_TIMEOUT")
+
+    # The session lifecycle.
+    #: None: the framework's lifetime (Flask's PERMANENT_SESSION_LIFETIME,
+    #: read at request time), else :data:`DEFAULT_LIFETIME`.
+    lifetime: timedelta | None = _option(None, _optional(duration), "SCS_LIFETIME")
+    idle_timeout: timedelta | None = _option(None, _optional(duration), "SCS_IDLE_TIMEOUT")
+    max_size: int = _option(65536, positive_int, "SCS_MAX_SIZE")
+    #: Attempts a contended save makes at the least before it gives up.
+    min_attempts: int = _option(16, positive_int)
+    user_key: str | None = _option("_user_id", _optional(text), "SCS_USER_KEY")
+    renew_on_login: bool = _option(True, flag, "SCS_RENEW_ON_LOGIN")
+    max_sessions_per_user: int | None = _option(
+        None, _optional(positive_int), "SCS_MAX_SESSIONS_PER_USER"
+    )
+
+    # Outages, as the Flask extension answers them.
+    retry_after: int = _option(5, positive_int, "SCS_RETRY_AFTER")
+    propagate_unavailable: bool = _option(False, flag, "SCS_PROPAGATE_UNAVAILABLE")
+
+    # The cookie under the WSGI middleware (Flask apps use Flask's SESSION_COOKIE_* keys).
+    cookie_name: str = _option("session", _cookie_name)
+    cookie_domain: str | None = _option(None, _optional(text))
+    cookie_path: str = _option("/", _cookie_path)
+    cookie_secure: bool = _option(False, flag)
+    cookie_httponly: bool = _option(True, flag)
+    cookie_samesite: str | None = _option("Lax", _samesite)
+    cookie_partitioned: bool = _option(False, flag)
+    #: Whether the cookie outlives the browser session, as SCS's ``Persist``.
+    cookie_persist: bool = _option(True, flag)
+    #: Re-send a persistent cookie on each request that uses the session.
+    cookie_refresh_each_request: bool = _option(True, flag)
+    environ_key: str = _option("scs.session", _not_empty)
+
+    @classmethod
+    def from_keywords(cls, **values: Any) -> Options:
+        """Check ``values``, named as keyword arguments, over the defaults.
+
+        :raises TypeError: a name is not an option.
+        :raises ConfigurationError: a value is not valid; the message names it.
+        """
+        unknown = values.keys() - _FIELDS.keys()
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {sorted(unknown)[0]!r}")
+        return cls._checked(values, {name: name for name in values})
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Options:
+        """Check the ``SCS_*`` keys of a Flask app's ``config``, over the defaults.
+
+        :raises ConfigurationError: a value is not valid; the message names its key.
+        """
+        values, labels = {}, {}
+        for option in _FIELDS.values():
+            key = option.metadata["config"]
+            if key is not None and key in config:
+                values[option.name], labels[option.name] = config[key], key
+        return cls._checked(values, labels)
+
+    @classmethod
+    def _checked(cls, values: Mapping[str, Any], labels: Mapping[str, str]) -> Options:
+        checked = {
+            name: _FIELDS[name].metadata["check"](labels[name], value)
+            for name, value in values.items()
+        }
+        options = cls(**checked)
+
+        def label(name: str) -> str:
+            return labels.get(name, name)
+
+        if options.cookie_partitioned and not options.cookie_secure:
+            raise ConfigurationError(
+                f"{label('cookie_partitioned')}=True needs {label('cookie_secure')}=True"
+            )
+        if options.cookie_samesite == "None" and not options.cookie_secure:
+            raise ConfigurationError(
+                f"{label('cookie_samesite')}='None' needs {label('cookie_secure')}=True;"
+                " browsers reject it otherwise"
+            )
+        return options
+
+
+_FIELDS: dict[str, Field[Any]] = {option.name: option for option in fields(Options)}
+
+
+def check(name: str, value: Any) -> Any:
+    """Check ``value`` as the option ``name``, and name it so in the message.
+
+    :raises ConfigurationError: it is not valid.
+    """
+    return _FIELDS[name].metadata["check"](name, value)

@@ -1,0 +1,153 @@
+"""The words of a session's life, and one request's state in it.
+
+:class:`Status` says where a request's session is, :class:`Outcome` what a
+commit did to it, and :class:`SessionState` what the store gave or took.
+
+:class:`SessionState` lists its fields once. It is never changed in place:
+the engine makes a new state with the constructors here and hands it to the
+:class:`~.session.Session`, which holds it beside the values.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from typing import NamedTuple
+
+from .record import Record
+
+
+class Status(enum.Enum):
+    """Where a request's session is in its life; the save step reads only this."""
+
+    #: The cookie's token is known, the store has not been asked yet.
+    UNLOADED = "unloaded"
+    #: The values are those the store holds, or those of a new session.
+    LOADED = "loaded"
+    #: As LOADED, and the save moves the values to a new token.
+    RENEWED = "renewed"
+    #: The record was deleted; a write starts a new session with a new token.
+    DESTROYED = "destroyed"
+
+
+def expiry(deadline_ms: int, now_ms: int, idle_ms: int | None) -> int:
+    """When a record used at ``now_ms`` expires: its deadline, or sooner when idle."""
+    return deadline_ms if idle_ms is None else min(deadline_ms, now_ms + idle_ms)
+
+
+class Outcome(enum.Enum):
+    """What a commit did, which tells the adapter what to do with the cookie."""
+
+    #: The session was never used: nothing was sent to Redis; leave the cookie.
+    UNTOUCHED = "untouched"
+    #: A new session stayed empty, so nothing was stored; leave the cookie.
+    EMPTY = "empty"
+    #: The stored values did not change; nothing was written.
+    UNCHANGED = "unchanged"
+    #: The record was rewritten under the same token.
+    SAVED = "saved"
+    #: The values were stored under a new token (a new or renewed session).
+    CREATED = "created"
+    #: The session was destroyed or emptied: remove the cookie.
+    ENDED = "ended"
+    #: The record disappeared before the save (ended elsewhere or expired),
+    #: so nothing was written back; leave the cookie.
+    VANISHED = "vanished"
+
+
+#: Outcomes after which the cookie carries a token that the store knows.
+LIVE_OUTCOMES = frozenset({Outcome.UNCHANGED, Outcome.SAVED, Outcome.CREATED})
+
+
+class SessionState(NamedTuple):
+    """What the engine knows of one request's session, apart from its values."""
+
+    status: Status
+    #: The absolute lifetime a new or renewed session gets.
+    lifetime_ms: int
+    #: The token of the stored record; None while there is none.
+    token: str | None
+    #: The Redis key of the stored record; None while there is none.
+    key: str | None
+    revision: int
+    #: The bytes that begin the stored record, up to its revision.
+    tag: bytes
+    #: The values as stored, encoded; what a save compares with to tell a change.
+    stored_values: bytes | None
+    deadline_ms: int
+    created_ms: int
+    last_seen_ms: int
+    #: When the stored record expires: the deadline, or sooner when idle.
+    expiry_ms: int
+    #: The user the stored record is indexed under.
+    user: str | None
+    stored_description: str | None
+    #: This request's description: the stored one, unless the request set its own.
+    description: str | None
+
+    @staticmethod
+    def unloaded(lifetime_ms: int) -> SessionState:
+        """The state of a session before its first use."""
+        return _unloaded(lifetime_ms)
+
+    def started(self, status: Status, now_ms: int, idle_ms: int | None) -> SessionState:
+        """The state of a new session with nothing stored, starting at ``now_ms``."""
+        deadline_ms = now_ms + self.lifetime_ms
+        expiry_ms = expiry(deadline_ms, now_ms, idle_ms)
+        return SessionState(
+            status, self.lifetime_ms, None, None, 0, b"", None,
+            deadline_ms, now_ms, now_ms, expiry_ms, None, None, None,
+        )  # fmt: skip
+
+    def stored(
+        self,
+        record: Record,
+        tag: bytes,
+        *,
+        token: str,
+        key: str,
+        expiry_ms: int,
+        user: str | None,
+    ) -> SessionState:
+        """The state of a session whose record, beginning with ``tag``, is at ``key``."""
+        return SessionState(
+            Status.LOADED,
+            self.lifetime_ms,
+            token,
+            key,
+            record.revision,
+            tag,
+            record.values,
+            record.deadline_ms,
+            record.created_ms,
+            record.last_seen_ms,
+            expiry_ms,
+            user,
+            record.description,
+            record.description,
+        )
+
+    def rebased(self, record: Record) -> SessionState:
+        """This state on top of ``record``, which another request wrote meanwhile.
+
+        A description this request set stays; otherwise the record's is taken.
+        """
+        own = self.description != self.stored_description
+        return self._replace(
+            revision=record.revision,
+            tag=record.tag,
+            stored_values=record.values,
+            deadline_ms=record.deadline_ms,
+            created_ms=record.created_ms,
+            last_seen_ms=record.last_seen_ms,
+            stored_description=record.description,
+            description=self.description if own else record.description,
+        )
+
+
+@functools.lru_cache(maxsize=32)
+def _unloaded(lifetime_ms: int) -> SessionState:
+    # Shared, as states never change: most apps use one lifetime or a few.
+    return SessionState(
+        Status.UNLOADED, lifetime_ms, None, None, 0, b"", None, 0, 0, 0, 0, None, None, None
+    )

@@ -1,0 +1,149 @@
+"""One attempt at saving a session: a single conditional write of its record.
+
+A new session is created with SET NX, a changed one replaced with a
+compare-and-set, a renewed one moved to its new token, and an emptied one
+removed with a compare-and-delete. When another request wrote first, the
+attempt returns the record that won, and the engine decides what to do next.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Optional
+
+from .clock import now_ms
+from .codec import encode
+from .errors import SessionTooLargeError
+from .record import Record, pack_record
+from .scripts import WriteStatus
+from .state import Outcome, SessionState, Status, expiry
+from .store import RedisStore
+from .tokens import new_token, token_digest
+
+logger = logging.getLogger("flask_scs_redis")
+
+
+if TYPE_CHECKING:
+    #: One try at a write: its outcome, the state it left, and the record another
+    #: request wrote first, which is there when and only when the outcome is None.
+    #: A plain tuple, as it is made twice in every request.
+    Attempt = tuple[Optional[Outcome], SessionState, Optional[bytes]]
+
+
+class Writer:
+    """Write session records in ``store``, at most ``max_size`` bytes each.
+
+    ``idle_ms`` is the idle timeout in milliseconds (None: none), which with
+    the deadline sets each key's expiry.
+    """
+
+    def __init__(self, store: RedisStore, max_size: int, idle_ms: int | None) -> None:
+        self.store = store
+        self.max_size = max_size
+        self.idle_ms = idle_ms
+
+    def attempt(
+        self, state: SessionState, values: dict[Any, Any], renewed_token: str | None
+    ) -> Attempt:
+        """Make the one write that saves ``values``; a renewal moves them to ``renewed_token``."""
+        if not values:
+            return self._remove(state)
+        encoded = encode(values)
+        if state.status is Status.LOADED and state.token is not None:
+            if encoded == state.stored_values and state.description == state.stored_description:
+                return Outcome.UNCHANGED, state, None
+            return self._replace(state, encoded)
+        if state.status is Status.RENEWED and renewed_token is not None:
+            return self._move(state, encoded, renewed_token)
+        return self._create(state, encoded)
+
+    def _remove(self, state: SessionState) -> Attempt:
+        """Delete the record of a session that the request emptied."""
+        if state.key is None:  # nothing stored: a new session, or one destroyed here
+            ended = state.status is Status.DESTROYED
+            fresh = state.started(Status.LOADED, now_ms(), self.idle_ms)
+            return (Outcome.ENDED if ended else Outcome.EMPTY), fresh, None
+        write = self.store.remove(state.key, expected=state.tag)
+        if write.status is WriteStatus.CONFLICT:
+            return None, state, write.current
+        fresh = state.started(Status.LOADED, now_ms(), self.idle_ms)
+        return (
+            (Outcome.ENDED if write.status is WriteStatus.DONE else Outcome.VANISHED),
+            fresh,
+            None,
+        )
+
+    def _replace(self, state: SessionState, encoded: bytes) -> Attempt:
+        token, key = state.token, state.key
+        assert token is not None and key is not None
+        blob, written = self._draft(
+            state, state.revision + 1, encoded, state.deadline_ms, token, key
+        )
+        write = self.store.replace(key, blob, written.expiry_ms, expected=state.tag)
+        if write.status is WriteStatus.CONFLICT:
+            return None, state, write.current
+        if write.status is WriteStatus.GONE:
+            logger.info(
+                "session %s… ended before this request saved it; not written back",
+                token_digest(token)[:12],
+            )
+            return Outcome.VANISHED, state, None
+        return Outcome.SAVED, written, None
+
+    def _move(self, state: SessionState, encoded: bytes, token: str) -> Attempt:
+        assert state.key is not None
+        new_key = self.store.key_for(token)
+        # Renewal starts a new lifetime.
+        deadline_ms = now_ms() + state.lifetime_ms
+        blob, written = self._draft(state, 1, encoded, deadline_ms, token, new_key)
+        write = self.store.move(
+            state.key, expected=state.tag, new_key=new_key, record=blob, expiry_ms=written.expiry_ms
+        )
+        if write.status is WriteStatus.CONFLICT:
+            return None, state, write.current
+        if write.status is WriteStatus.GONE:
+            # The old session was ended elsewhere: the copy must not outlive it.
+            self.store.delete(new_key)
+            return Outcome.VANISHED, state, None
+        return Outcome.CREATED, written, None
+
+    def _create(self, state: SessionState, encoded: bytes) -> Attempt:
+        while True:
+            token = new_token()
+            key = self.store.key_for(token)
+            blob, written = self._draft(state, 1, encoded, state.deadline_ms, token, key)
+            # NX guards against reusing a live token; with 256 random bits a
+            # second try is never expected, but it costs nothing to be sure.
+            if self.store.create(key, blob, written.expiry_ms):
+                return Outcome.CREATED, written, None
+
+    def _draft(
+        self,
+        state: SessionState,
+        revision: int,
+        encoded: bytes,
+        deadline_ms: int,
+        token: str,
+        key: str,
+    ) -> tuple[bytes, SessionState]:
+        """Return the record to write now at ``key``, and the state once it is written.
+
+        :raises SessionTooLargeError: the record is over ``max_size``.
+        """
+        now = now_ms()
+        record = Record(
+            revision,
+            deadline_ms,
+            state.created_ms,
+            encoded,
+            last_seen_ms=now,
+            description=state.description,
+        )
+        blob, tag = pack_record(record)
+        if len(blob) > self.max_size:
+            raise SessionTooLargeError(len(blob), self.max_size)
+        expiry_ms = expiry(deadline_ms, now, self.idle_ms)
+        written = state.stored(
+            record, tag, token=token, key=key, expiry_ms=expiry_ms, user=state.user
+        )
+        return blob, written

@@ -1,0 +1,91 @@
+"""Helpers the tests share: reading cookies and stored records, and loading scripts.
+
+Fixtures live in ``conftest.py``; the apps the tests drive live in ``views.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import redis
+from flask import Flask
+from werkzeug.test import Client
+
+from flask_scs_redis import RedisStore
+from flask_scs_redis.record import pack_record, read_record, unpack_record
+from flask_scs_redis.testing import CommandCounter
+
+ROOT = Path(__file__).parent.parent
+PREFIX = "scs:session:"
+
+#: Builds a Flask app of the shared views, with extra config as keywords.
+MakeApp = Callable[..., Flask]
+#: Builds a test client of the shared views behind the adapter under test.
+MakeClient = Callable[..., Client]
+#: Makes a counter of the commands the shared server runs in a ``with`` block.
+Count = Callable[[], CommandCounter]
+
+
+def load_script(relative_path: str) -> ModuleType:
+    """Import the script at ``relative_path`` from the repository root, by its file name.
+
+    Its folder goes on ``sys.path`` first, as when the script runs, so that it
+    can import its neighbours.
+    """
+    path = ROOT / relative_path
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def cookie_token(client: Client, name: str = "session") -> str | None:
+    """The token in the client's session cookie, or None."""
+    cookie = client.get_cookie(name)
+    return None if cookie is None else cookie.value
+
+
+def set_cookie_headers(response: Any) -> list[str]:
+    """Every Set-Cookie header of ``response``."""
+    return list(response.headers.getlist("Set-Cookie"))
+
+
+def store_of(app: Flask) -> RedisStore:
+    """The store of a Flask app with the extension installed."""
+    return app.session_interface.engine.store  # type: ignore[attr-defined, no-any-return]
+
+
+def stored_keys(redis_client: redis.Redis, prefix: str = PREFIX) -> list[bytes]:
+    """The keys under ``prefix``, sorted: records, and any lock or user index."""
+    return sorted(redis_client.scan_iter(match=prefix + "*"))
+
+
+def stored_sessions(redis_client: Any, prefix: str = PREFIX) -> list[dict[Any, Any]]:
+    """The values of every session record under ``prefix``."""
+    store = RedisStore(redis_client, prefix=prefix)
+    keys = [key for chunk in store.scan_keys() for key in chunk]
+    return [read_record(blob)[1] for blob, _ in store.fetch(keys) if blob is not None]
+
+
+def stored_values(redis_client: redis.Redis) -> dict[Any, Any]:
+    """The values of the one session record there is."""
+    (values,) = stored_sessions(redis_client)
+    return values
+
+
+def edit_record(redis_client: redis.Redis, key: bytes | str, **fields: Any) -> None:
+    """Change fields of the record at ``key`` in place, keeping its TTL."""
+    blob = redis_client.get(key)
+    assert blob is not None
+    record = unpack_record(blob)._replace(**fields)
+    redis_client.set(key, pack_record(record)[0], keepttl=True)
