@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .clock import moment, now_ms
-from .options import Options
+from .options import Options, check
 from .record import CorruptRecordError, read_record
 from .store import RedisStore
 from .users import UserIndex
@@ -46,8 +46,8 @@ class SessionAdmin:
 
     def __init__(self, store: RedisStore, user_key: str | None = Options.user_key) -> None:
         self.store = store
-        self.user_key = user_key
-        self.users = UserIndex(store, user_key)
+        self.user_key: str | None = check("user_key", user_key)
+        self.users = UserIndex(store, self.user_key)
 
     def user_sessions(self, user: object, *, current_id: str | None = None) -> list[SessionInfo]:
         """Return ``user``'s live sessions, oldest first, from the per-user index.

@@ -57,6 +57,11 @@ def test_the_engine_refuses_invalid_arguments_given_directly(
         SessionEngine(RedisStore(redis_client), **arguments)
 
 
+def test_the_admin_refuses_an_invalid_user_key(redis_client: redis.Redis) -> None:
+    with pytest.raises(ConfigurationError, match="user_key must be a str"):
+        SessionAdmin(RedisStore(redis_client), user_key=42)  # type: ignore[arg-type]
+
+
 def test_the_engine_needs_a_store(redis_client: redis.Redis) -> None:
     with pytest.raises(ConfigurationError, match="store must be a RedisStore"):
         SessionEngine(redis_client)  # type: ignore[arg-type]
