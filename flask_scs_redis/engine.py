@@ -146,10 +146,10 @@ class SessionEngine:
 
         The delete is unconditional: a logout wins over any write in flight.
         """
-        unloaded = state.status is Status.UNLOADED
-        key = state.key if not unloaded else None
-        if unloaded and cookie_token is not None:
-            key = self.store.key_for(cookie_token)
+        if state.status is Status.UNLOADED:  # not read yet: the cookie names the record
+            key = None if cookie_token is None else self.store.key_for(cookie_token)
+        else:
+            key = state.key
         if key is not None:
             self.users.end(key)
         return state.started(Status.DESTROYED, now_ms(), self._idle_ms)

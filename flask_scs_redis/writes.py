@@ -60,18 +60,13 @@ class Writer:
     def _remove(self, state: SessionState) -> Attempt:
         """Delete the record of a session that the request emptied."""
         if state.key is None:  # nothing stored: a new session, or one destroyed here
-            ended = state.status is Status.DESTROYED
-            fresh = state.started(Status.LOADED, now_ms(), self.idle_ms)
-            return (Outcome.ENDED if ended else Outcome.EMPTY), fresh, None
-        write = self.store.remove(state.key, expected=state.tag)
-        if write.status is WriteStatus.CONFLICT:
-            return None, state, write.current
-        fresh = state.started(Status.LOADED, now_ms(), self.idle_ms)
-        return (
-            (Outcome.ENDED if write.status is WriteStatus.DONE else Outcome.VANISHED),
-            fresh,
-            None,
-        )
+            outcome = Outcome.ENDED if state.status is Status.DESTROYED else Outcome.EMPTY
+        else:
+            write = self.store.remove(state.key, expected=state.tag)
+            if write.status is WriteStatus.CONFLICT:
+                return None, state, write.current
+            outcome = Outcome.ENDED if write.status is WriteStatus.DONE else Outcome.VANISHED
+        return outcome, state.started(Status.LOADED, now_ms(), self.idle_ms), None
 
     def _replace(self, state: SessionState, encoded: bytes) -> Attempt:
         token, key = state.token, state.key
