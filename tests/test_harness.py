@@ -87,3 +87,10 @@ def test_demos_use_the_configured_url_or_a_throwaway_server(
         assert client.ping()
     with pytest.raises(redis.exceptions.ConnectionError):
         client.ping()
+
+
+def test_the_testing_module_offers_just_the_server_and_the_counter() -> None:
+    import flask_scs_redis.testing as testing
+
+    assert sorted(testing.__all__) == ["CommandCounter", "RedisServer"]
+    assert not hasattr(testing, "redis_url_or_throwaway")  # a demo helper, in examples/
