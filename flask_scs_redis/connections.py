@@ -110,12 +110,75 @@ def _sentinel_primary(url: str, options: dict[str, Any]) -> Any:
     return sentinel.master_for(segments[0], db=db)  # type: ignore[no-untyped-call]
 
 
+# Refusals that pass once the server is itself again: out of memory
+# (noeviction), a replica where a primary should be, loading, a Cluster
+# failing over, a script running too long.
+_TRANSIENT = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+)
+_TRANSIENT_CODES = ("BUSY ", "LOADING ", "MASTERDOWN ", "NOREPLICAS ")
+# redis-py drops the error code from the messages of the errors it has a class
+# for; these put it back, so a log line says what Redis said.
+_CODES = {
+    redis.exceptions.OutOfMemoryError: "OOM",
+    redis.exceptions.ReadOnlyError: "READONLY",
+    redis.exceptions.NoPermissionError: "NOPERM",
+    redis.exceptions.ClusterDownError: "CLUSTERDOWN",
+    redis.exceptions.TryAgainError: "TRYAGAIN",
+    redis.exceptions.MasterDownError: "MASTERDOWN",
+    redis.exceptions.MovedError: "MOVED",
+    redis.exceptions.AskError: "ASK",
+}
+
+
+def _plain(exc: BaseException) -> str:
+    """What Redis said, without what redis-py adds: a pipeline's failed command and its arguments.
+
+    The arguments are keys (tokens, without hashing) and records (session
+    values), so they must reach no message or log. The exception is cleaned
+    in place too, since it stays chained as the cause.
+    """
+    text = str(exc.args[0]) if exc.args else ""
+    _, marker, said = text.rpartition(" of pipeline caused error: ")
+    if marker:
+        text = said
+        exc.args = (text, *exc.args[1:])
+    code = _CODES.get(type(exc))
+    return f"{code} {text}" if code and not text.startswith(code) else text
+
+
 @contextmanager
 def translated_errors() -> Iterator[None]:
-    """Re-raise redis-py errors as this package's store errors."""
+    """Re-raise redis-py errors as this package's store errors.
+
+    A lost connection, a timeout and a transient refusal (OOM, READONLY,
+    LOADING, a Cluster failing over) are :class:`SessionStoreUnavailable`;
+    anything else, such as a missing ACL permission, is
+    :class:`SessionStoreError` with what Redis said. No message carries a
+    command's arguments.
+    """
     try:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise SessionStoreUnavailable(f"the session store cannot be reached: {exc}") from exc
+        raise SessionStoreUnavailable(
+            f"the session store cannot be reached: {_plain(exc)}"
+        ) from exc
+    except redis.exceptions.NoPermissionError as exc:
+        raise SessionStoreError(
+            f"the session store's user lacks a permission: {_plain(exc)}; grant it"
+            " with ACL SETUSER (the library needs GET, SET, DEL, PEXPIREAT, EVAL,"
+            " EVALSHA, SCRIPT, WAIT, the sorted-set commands it uses, and SCAN)"
+        ) from exc
     except redis.exceptions.RedisError as exc:
-        raise SessionStoreError(f"the session store failed: {exc}") from exc
+        said = _plain(exc)
+        if isinstance(exc, _TRANSIENT) or said.startswith(_TRANSIENT_CODES):
+            raise SessionStoreUnavailable(
+                f"the session store refused the command for now: {said}"
+            ) from exc
+        raise SessionStoreError(f"the session store failed: {said}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from flask import Flask, Request, Response
@@ -13,6 +14,8 @@ from .engine import SessionEngine
 from .errors import SessionStoreUnavailable
 from .session import Session
 from .tokens import is_well_formed
+
+logger = logging.getLogger("flask_scs_redis")
 
 
 class RedisSessionInterface(SessionInterface):
@@ -45,7 +48,11 @@ class RedisSessionInterface(SessionInterface):
         self.retry_after = retry_after
 
     def unavailable_response(self, error: SessionStoreUnavailable) -> Response:
-        """The 503 answer, with ``Retry-After``, to a request the store failed."""
+        """The 503 answer, with ``Retry-After``, to a request the store failed.
+
+        The cause is logged as a warning on the ``flask_scs_redis`` logger.
+        """
+        logger.warning("session store unavailable, answering 503: %s", error)
         unavailable = ServiceUnavailable(
             "Sessions are unavailable for a moment. Please try again shortly.",
             retry_after=self.retry_after,
