@@ -6,13 +6,16 @@ Quick runs can skip these with ``pytest -m "not cluster and not sentinel"``;
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import pytest
+import redis
 from flask import Flask
+from redis.crc import key_slot
 from werkzeug.test import Client
 
 from flask_scs_redis import RedisStore, SessionAdmin, SessionStoreUnavailable
@@ -253,3 +256,196 @@ def test_the_user_index_and_log_out_everywhere_on_a_cluster(cluster: RedisCluste
 
     with app.app_context():
         assert RedisSessions().count() == 1
+
+
+# Write-only traffic through a cluster failover, with a replica acknowledging each write
+
+
+def slots_of(primary: RedisServer) -> set[int]:
+    """The hash slots ``primary`` serves now."""
+    client = primary.client()
+    try:
+        ranges = client.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+    return {
+        slot
+        for low, high, owner, *_ in ranges
+        if int(owner[1]) == primary.port
+        for slot in range(low, high + 1)
+    }
+
+
+def new_visitors_write(app: Flask, visitors: int = 24) -> list[tuple[str, int | None]]:
+    """Have ``visitors`` new visitors each write a session; return each status and key slot.
+
+    Without a cookie a request sends nothing but the create (SET NX) and its
+    WAIT, so nothing else refreshes the cluster client's slot map. An error out
+    of the test client is what a server answers with a 500. The slot is known
+    when a cookie was set.
+    """
+    outcomes: list[tuple[str, int | None]] = []
+    for _ in range(visitors):
+        client = app.test_client()
+        try:
+            status = str(client.get("/set", query_string={"key": "k", "value": "v"}).status_code)
+        except Exception as exc:
+            status = f"500 {exc!r}"
+        cookie = client.get_cookie("session")
+        slot = None if cookie is None else key_slot(store_of(app).key_for(cookie.value).encode())
+        outcomes.append((status, slot))
+    return outcomes
+
+
+def failed_over(servers: RedisClusterServers, key: str, old: RedisServer) -> bool:
+    """Whether another primary than ``old`` serves ``key`` and every running node says ok."""
+    try:
+        if servers.primary_for(key) is old:
+            return False
+        servers.wait_until_ok(timeout=0)
+    except (LookupError, RuntimeError):
+        return False
+    return True
+
+
+class Recovery(NamedTuple):
+    """Seconds from the fault until the cluster was ok, a moved slot took a write, all did."""
+
+    ok: float
+    first: float | None
+    steady: float | None
+    failures: list[str]
+
+
+def writes_recover(
+    app: Flask, moved: set[int], done: Callable[[], bool], settle: float = 2.0, limit: float = 9.0
+) -> Recovery:
+    """Send rounds of new visitors' writes until all succeed for ``settle`` s after ``done()``.
+
+    Call it right after the fault. ``first`` is the first write that worked on
+    the ``moved`` slots; ``steady`` starts the success that lasted. Gives up
+    ``limit`` s after ``done()``.
+    """
+    began = time.monotonic()
+    done_at = first_at = steady_at = None
+    failures: list[str] = []
+    while time.monotonic() < began + 20:
+        started = time.monotonic()
+        if done_at is None and done():
+            done_at = started
+        outcomes = new_visitors_write(app)
+        failed = [status for status, _ in outcomes if status != "200"]
+        failures += failed
+        if first_at is None and any(s == "200" and slot in moved for s, slot in outcomes):
+            first_at = started
+        if done_at is None:
+            continue
+        if failed:
+            steady_at = None
+        else:
+            steady_at = steady_at or started
+            if time.monotonic() - steady_at >= settle:
+                break
+        if time.monotonic() > done_at + limit:
+            break
+    assert done_at is not None, "the cluster never failed over"
+    first, steady = (None if at is None else at - began for at in (first_at, steady_at))
+    return Recovery(done_at - began, first, steady, failures)
+
+
+def taken_over(
+    servers: RedisClusterServers, replica: RedisServer, key: str, old: RedisServer
+) -> Callable[[], bool]:
+    """Ask ``replica`` to take over (CLUSTER FAILOVER); return whether it did.
+
+    A manual failover gives up after a few seconds on a busy machine, so
+    asking whether it is done asks again every 4 s.
+    """
+    asked = [0.0]
+
+    def done() -> bool:
+        if failed_over(servers, key, old):
+            return True
+        if time.monotonic() - asked[0] > 4:
+            client = replica.client()
+            with contextlib.suppress(redis.ResponseError):  # it took over meanwhile
+                client.execute_command("CLUSTER FAILOVER")  # type: ignore[no-untyped-call]
+            client.close()
+            asked[0] = time.monotonic()
+        return False
+
+    done()
+    return done
+
+
+def cluster_for_durable_writes() -> RedisClusterServers:
+    # Two replicas a primary, so the promoted one still has a replica to acknowledge writes.
+    return RedisClusterServers(primaries=3, replicas_per_primary=2)
+
+
+def key_served_by(servers: RedisClusterServers, primary: RedisServer) -> str:
+    return next(
+        key for key in (f"probe:{n}" for n in range(1000)) if servers.primary_for(key) is primary
+    )
+
+
+def replica_of(servers: RedisClusterServers, primary: RedisServer) -> RedisServer:
+    for replica in servers.replicas:
+        client = replica.client()
+        try:
+            if client.info("replication").get("master_port") == primary.port:
+                return replica
+        finally:
+            client.close()
+    raise LookupError(f"no replica of {primary.port}")
+
+
+def report_recovery(capsys: pytest.CaptureFixture[str], what: str, recovery: Recovery) -> None:
+    def seconds(at: float | None) -> str:
+        return "never" if at is None else f"{at:.1f} s ({max(0.0, at - recovery.ok):.1f} s)"
+
+    kinds = sorted({failure[:3] for failure in recovery.failures})
+    counts = ", ".join(f"{sum(f[:3] == k for f in recovery.failures)} x {k}" for k in kinds)
+    report(
+        capsys,
+        f"{what}, seconds after the fault (after the cluster was ok): cluster ok"
+        f" {recovery.ok:.1f} s, first write to the moved slots {seconds(recovery.first)},"
+        f" every write from {seconds(recovery.steady)}; failures: {counts or 'none'}",
+    )
+
+
+def recovered_within(recovery: Recovery, seconds: float) -> bool:
+    return recovery.steady is not None and recovery.steady - recovery.ok <= seconds
+
+
+@pytest.mark.cluster
+def test_a_graceful_cluster_failover_never_fails_durable_writes_with_500(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with cluster_for_durable_writes() as servers:
+        app = flask_on(servers.url, SCS_MIN_REPLICAS=1, SCS_REPLICA_TIMEOUT=0.2)
+        assert {status for status, _ in new_visitors_write(app)} == {"200"}
+        victim = servers.primaries[0]
+        moved, probe = slots_of(victim), key_served_by(servers, victim)
+        promoted = replica_of(servers, victim)
+        recovery = writes_recover(app, moved, taken_over(servers, promoted, probe, victim))
+        report_recovery(capsys, "graceful cluster failover", recovery)
+        assert servers.primary_for(probe) is promoted
+        assert [failure for failure in recovery.failures if failure.startswith("500")] == []
+        assert recovered_within(recovery, 3), recovery.failures[-3:]
+
+
+@pytest.mark.cluster
+def test_a_killed_cluster_primary_costs_durable_writes_503s_then_heals(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with cluster_for_durable_writes() as servers:
+        app = flask_on(servers.url, SCS_MIN_REPLICAS=1, SCS_REPLICA_TIMEOUT=0.2)
+        assert {status for status, _ in new_visitors_write(app)} == {"200"}
+        victim = servers.primaries[0]
+        moved, probe = slots_of(victim), key_served_by(servers, victim)
+        victim.stop()
+        recovery = writes_recover(app, moved, lambda: failed_over(servers, probe, victim))
+        report_recovery(capsys, "killed cluster primary", recovery)
+        assert set(recovery.failures) <= {"503"}, recovery.failures[:3]
+        assert recovered_within(recovery, 5), recovery.failures[-3:]
