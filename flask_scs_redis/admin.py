@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .clock import moment, now_ms
+from .keys import is_id
 from .options import Options, check
 from .record import CorruptRecordError, read_record
 from .store import RedisStore
@@ -23,7 +24,7 @@ from .users import UserIndex
 class SessionInfo:
     """What an administrator may see of a session: never its token."""
 
-    #: The store id, safe to show or log: with hashed tokens, a hash of the token.
+    #: The session's id, safe to show or log: a hash of the token, never the token.
     id: str
     #: The user the session belongs to, or None.
     user: str | None
@@ -54,60 +55,105 @@ class SessionAdmin:
 
         Index entries whose session is gone are pruned on the way.
         """
-        ids = self.store.index_members(str(user))
-        found = self._infos(ids, current_id)
-        gone = [session_id for session_id in ids if session_id not in found]
-        self.store.index_remove(str(user), *gone)
-        return sorted((info for info, _ in found.values()), key=lambda info: info.created_at)
+        indexes = self.users.indexes
+        ids = indexes.members(str(user))
+        found = self._infos([self.store.key_of(i) for i in ids], current_id)
+        shown = {info.id for info, _ in found}
+        gone = [i for i in ids if self._public(i) not in shown]
+        indexes.remove(str(user), *gone)
+        return sorted((info for info, _ in found), key=lambda info: info.created_at)
 
     def destroy_user_sessions(self, user: object, *, keep_id: str | None = None) -> int:
-        """Destroy every session of ``user`` but ``keep_id``; return how many there were."""
-        return self.users.end_all(str(user), keep_id=keep_id)
+        """Destroy every session of ``user`` but ``keep_id``; return how many there were.
+
+        A renewal or login racing this call leaves no live session behind
+        (see :mod:`.users`).
+        """
+        keep = None
+        if keep_id is not None and self.store.hash_tokens:
+            keep = keep_id
+        elif keep_id is not None:  # index entries are tokens: find the one with this id
+            members = self.users.indexes.members(str(user))
+            keep = next((i for i in members if self._public(i) == keep_id), None)
+        return self.users.end_all(str(user), keep_id=keep)
 
     def get(self, session_id: str) -> tuple[SessionInfo, dict[Any, Any]] | None:
-        """Return the session with the store id ``session_id`` and its values, or None."""
-        return self._infos([session_id], None).get(session_id)
+        """Return the session with the id ``session_id`` and its values, or None.
+
+        Anything but a session's id (a lock's key, say) is no session.
+        """
+        key = self._key_of(session_id)
+        found = [] if key is None else self._infos([key], None)
+        return found[0] if found else None
 
     def destroy(self, session_id: str) -> bool:
-        """Destroy the session with the store id ``session_id``; return whether it existed."""
-        return self.users.end(self.store.key_of(session_id))
+        """Destroy the session with the id ``session_id``; return whether it existed."""
+        key = self._key_of(session_id)
+        return key is not None and self.users.end(key)
 
     def iter_sessions(self, batch: int = 500) -> Iterator[tuple[SessionInfo, dict[Any, Any]]]:
-        """Yield every session with its values: SCAN, then pipelined fetches of ``batch``."""
-        for keys in self.store.scan_keys(batch):
-            found = self._infos([self.store.id_of(key) for key in keys], None)
-            yield from found.values()
+        """Yield every live session with its values: SCAN, then pipelined fetches of ``batch``.
 
-    def count(self, batch: int = 1000) -> int:
-        """Count the stored sessions with SCAN, without fetching them."""
-        return sum(len(keys) for keys in self.store.scan_keys(batch))
+        Unreadable records, emptied sessions and records past their deadline
+        are left out.
+        """
+        for keys in self.store.scan_keys(batch):
+            yield from self._infos(keys, None)
+
+    def count(self, batch: int = 500) -> int:
+        """Count the live sessions, as :meth:`iter_sessions` finds them."""
+        return sum(1 for _ in self.iter_sessions(batch))
 
     def destroy_all(self, batch: int = 500) -> Iterator[int]:
         """Destroy every session and every user index, yielding counts as it goes.
 
-        Each number is how many sessions one batch destroyed, for a progress bar.
+        Each number is how many sessions one batch destroyed, for a progress
+        bar. Only keys that this library wrote are deleted: a key of the
+        right name that holds something else is left alone.
         """
         for keys in self.store.scan_keys(batch):
-            yield self.store.delete(*keys)
+            yield self.store.delete_written(keys)
         for indexes in self.store.scan_keys(batch, of="indexes"):
-            self.store.delete(*indexes)
+            self.store.delete_written(indexes, indexes=True)
+
+    def _public(self, store_id: str) -> str:
+        return self.store.keys.public_id(self.store.key_of(store_id))
+
+    def _key_of(self, session_id: str) -> str | None:
+        """The key of the record whose public id is ``session_id``, or None.
+
+        With hashed tokens the id names the key; without, the key holds the
+        token, so it is found by hashing each record's (a SCAN).
+        """
+        if not is_id(session_id):
+            return None
+        if self.store.hash_tokens:
+            return self.store.key_of(session_id)
+        for keys in self.store.scan_keys():
+            for key in keys:
+                if self.store.keys.public_id(key) == session_id:
+                    return key
+        return None
 
     def _infos(
-        self, ids: list[str], current_id: str | None
-    ) -> dict[str, tuple[SessionInfo, dict[Any, Any]]]:
-        """Fetch the sessions of ``ids`` in one round trip; unreadable ones are skipped."""
-        keys = [self.store.key_of(session_id) for session_id in ids]
-        found = {}
-        for session_id, (blob, ttl_ms) in zip(ids, self.store.fetch(keys)):
+        self, keys: list[str], current_id: str | None
+    ) -> list[tuple[SessionInfo, dict[Any, Any]]]:
+        """Fetch the sessions at ``keys`` in one round trip; only live, readable ones."""
+        found = []
+        now = now_ms()
+        for key, (blob, ttl_ms) in zip(keys, self.store.fetch(keys)):
             if blob is None:
                 continue
             try:
                 record, values = read_record(blob)
             except CorruptRecordError:
                 continue
+            if not values or record.deadline_ms <= now:
+                continue  # emptied, or past its deadline and waiting to expire
             expires_ms = record.deadline_ms
             if ttl_ms >= 0:
-                expires_ms = min(expires_ms, now_ms() + ttl_ms)
+                expires_ms = min(expires_ms, now + ttl_ms)
+            session_id = self.store.keys.public_id(key)
             info = SessionInfo(
                 id=session_id,
                 user=self.users.user_of(values),
@@ -117,5 +163,5 @@ class SessionAdmin:
                 description=record.description,
                 current=session_id == current_id,
             )
-            found[session_id] = (info, values)
+            found.append((info, values))
         return found

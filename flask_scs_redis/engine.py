@@ -9,6 +9,7 @@ adapter (the Flask interface, the WSGI middleware) gets the same behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import random
@@ -18,14 +19,14 @@ from typing import Any
 
 from .changes import Changes, changes_since
 from .clock import milliseconds, now_ms
-from .errors import ConfigurationError, SessionConflictError
+from .errors import ConfigurationError, SessionConflictError, SessionStoreError
 from .options import Options, check
 from .record import CorruptRecordError, Record, read_record
 from .session import Session
 from .state import Outcome, SessionState, Status, expiry
 from .store import RedisStore
 from .tokens import new_token, token_digest
-from .users import UserIndex
+from .users import Purged, UserIndex
 from .writes import Writer
 
 logger = logging.getLogger("flask_scs_redis")
@@ -155,8 +156,8 @@ class SessionEngine:
         return state.started(Status.DESTROYED, now_ms(), self._idle_ms)
 
     def session_id(self, key: str) -> str:
-        """Return the store id of the record at ``key``."""
-        return self.store.id_of(key)
+        """Return the id the admin shows for the record at ``key``: never a token."""
+        return self.store.keys.public_id(key)
 
     def commit(self, session: Session) -> Outcome:
         """Save what the request did to the session.
@@ -176,18 +177,67 @@ class SessionEngine:
         state, values = session._snapshot()
         if state.status is Status.UNLOADED:
             return Outcome.UNTOUCHED
-        before = (state.user, state.key)
         if self._logged_in(state, values):
             state = state._replace(status=Status.RENEWED)  # a new token for a new user
-        outcome, saved_state, saved = self._save(state, values)
+        fresh_token = new_token()  # where a new or renewed session goes
+        if self.user_key is None:
+            outcome, saved_state, saved = self._save(state, values, fresh_token)
+        else:
+            outcome, saved_state, saved = self._save_indexed(state, values, fresh_token)
         session.modified = outcome in _WRITTEN
-        if self.user_key is not None and outcome in _WRITTEN:
-            user = self.users.user_of(saved)
-            self.users.follow(before, (user, saved_state.key), saved_state.deadline_ms)
-            if user != saved_state.user:
-                saved_state = saved_state._replace(user=user)
         session._adopt(saved_state, saved if saved is not values else None)
         return outcome
+
+    def _save_indexed(
+        self, state: SessionState, values: dict[Any, Any], fresh_token: str
+    ) -> tuple[Outcome, SessionState, dict[Any, Any]]:
+        """Save, keeping the user index in step: enter first, write, then settle.
+
+        See :mod:`.users` for why this order means no session outlives a
+        "log out everywhere" that overlaps its write.
+        """
+        before = (state.user, state.key)
+        user = self.users.user_of(values)
+        if not values:
+            key = None
+        elif state.status is Status.LOADED and state.token is not None:
+            key = state.key
+        else:
+            key = self.store.key_for(fresh_token)
+        renewed = state.status is Status.RENEWED
+        deadline_ms = now_ms() + state.lifetime_ms if renewed else state.deadline_ms
+        try:
+            entry = self.users.enter(before, (user, key), deadline_ms)
+        except Purged:
+            assert state.key is not None
+            self.users.end(state.key)  # finish what the purge started
+            return Outcome.VANISHED, state, values
+        try:
+            outcome, saved_state, saved = self._save(state, values, fresh_token)
+        except BaseException:
+            if entry is not None:
+                with contextlib.suppress(SessionStoreError):
+                    self.users.withdraw(entry)
+            raise
+        if outcome not in _WRITTEN:
+            if entry is not None:
+                self.users.withdraw(entry)
+            return outcome, saved_state, saved
+        after = (self.users.user_of(saved), saved_state.key)
+        if entry is not None and after == (entry.user, key):
+            if not self.users.settle(entry):
+                # The user's sessions were ended while this one was written.
+                self.users.end(after[1] or "")
+                return Outcome.VANISHED, state, values
+            if entry.drop is None:
+                self.users.follow(before, (None, None), saved_state.deadline_ms)
+        else:  # not entered, or another request's values moved it elsewhere
+            if entry is not None:
+                self.users.withdraw(entry)
+            self.users.follow(before, after, saved_state.deadline_ms)
+        if after[0] != saved_state.user:
+            saved_state = saved_state._replace(user=after[0])
+        return outcome, saved_state, saved
 
     def _logged_in(self, state: SessionState, values: dict[Any, Any]) -> bool:
         """Whether the request put a different user into a stored session."""
@@ -197,18 +247,15 @@ class SessionEngine:
         return user is not None and user != state.user
 
     def _save(
-        self, state: SessionState, values: dict[Any, Any]
+        self, state: SessionState, values: dict[Any, Any], fresh_token: str
     ) -> tuple[Outcome, SessionState, dict[Any, Any]]:
         """Write ``values``, merged into any concurrent write; return the outcome, state, values."""
         changes: Changes | None = None
-        renewed_token: str | None = None  # chosen once, so every attempt moves to it
         locked: tuple[str, str] | None = None
         hold_until = 0.0
         try:
             for attempt in itertools.count(1):
-                if state.status is Status.RENEWED and renewed_token is None:
-                    renewed_token = new_token()
-                outcome, state, current = self._writer.attempt(state, values, renewed_token)
+                outcome, state, current = self._writer.attempt(state, values, fresh_token)
                 if outcome is not None:
                     return outcome, state, values
                 token, key = state.token, state.key

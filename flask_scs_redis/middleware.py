@@ -18,7 +18,7 @@ from .cookies import (
     session_cookie,
 )
 from .engine import SessionEngine
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SessionError
 from .options import DEFAULT_LIFETIME, Options
 from .session import Session
 from .state import Outcome
@@ -186,13 +186,15 @@ class _Exchange:
         self.server_start_response = start_response
         self.cookie = KEEP
         self.started = False
+        self.outcome = Outcome.UNTOUCHED
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
     ) -> Callable[[bytes], object]:
         session, middleware = self.session, self.middleware
+        self.outcome = middleware.engine.commit(session)
         cookie = session_cookie(
-            middleware.engine.commit(session),
+            self.outcome,
             session,
             middleware.get_cookie_settings,
             middleware.should_set_cookie,
@@ -214,8 +216,15 @@ class _Exchange:
     def close(self) -> None:
         if not self.started:
             return  # the app failed before it answered: keep what is stored
-        outcome = self.middleware.engine.commit(self.session)
-        if outcome not in (Outcome.UNTOUCHED, Outcome.EMPTY, Outcome.UNCHANGED):
+        if self.outcome is Outcome.VANISHED:
+            return  # ended elsewhere: nothing of this request is written back
+        try:
+            outcome = self.middleware.engine.commit(self.session)
+        except SessionError as error:
+            # The status went out already: say plainly that nothing was saved.
+            logger.error("the session changed after start_response and was NOT saved: %s", error)
+            raise
+        if outcome in (Outcome.SAVED, Outcome.CREATED, Outcome.ENDED):
             logger.warning(
                 "the session changed after start_response; the change was saved (%s),"
                 " but the cookie could not be updated any more",

@@ -24,26 +24,110 @@ end
 return 1
 """
 
-# Adds ARGV[1] to a user's index (KEYS[1]) with its deadline ARGV[2] as score,
-# after pruning entries past ARGV[3] (now); keeps at most ARGV[4] entries (0:
-# all) and returns the ids it dropped, oldest first, never the one it added.
-INDEX_ADD = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local dropped = {}
-local limit = tonumber(ARGV[4])
-if limit > 0 then
-  local extra = redis.call('ZCARD', KEYS[1]) - limit
-  if extra > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, extra)) do
-      if id ~= ARGV[1] and #dropped < extra then table.insert(dropped, id) end
-    end
-    redis.call('ZREM', KEYS[1], unpack(dropped))
-  end
+# Moves a record to a new key on one server, all or nothing. KEYS[1] is the
+# old key, KEYS[2] the new; ARGV as for COMPARE_AND_SET. The SET comes first:
+# when Redis refuses it (OOM), the script stops before the DEL and the old
+# record stays as it was. Answers as COMPARE_AND_SET does, about KEYS[1].
+MOVE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if string.sub(current, 1, string.len(ARGV[1])) ~= ARGV[1] then return current end
+redis.call('SET', KEYS[2], ARGV[2], 'PXAT', ARGV[3])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# Reads a record and slides its idle timeout (ARGV[2], a Unix ms time) in one
+# command, never past the deadline that the record itself holds, and not at
+# all once ARGV[1] (now) has passed it. The deadline is the third field of the
+# msgpack array: after the array header, the format and the revision.
+READ = """
+local record = redis.call('GET', KEYS[1])
+if not record then return false end
+local widths = {[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd3] = 8, [0xd2] = 4}
+local at = 3
+local first = string.byte(record, at)
+if first == nil then return record end
+if first >= 0x80 then
+  if not widths[first] then return record end
+  at = at + widths[first]
 end
+at = at + 1
+local kind = string.byte(record, at)
+local deadline
+if kind == nil then return record end
+if kind < 0x80 then
+  deadline = kind
+elseif widths[kind] then
+  deadline = 0
+  for i = at + 1, at + widths[kind] do deadline = deadline * 256 + (string.byte(record, i) or 0) end
+else
+  return record
+end
+if deadline > tonumber(ARGV[1]) then
+  redis.call('PEXPIREAT', KEYS[1], math.min(deadline, tonumber(ARGV[2])))
+end
+return record
+"""
+
+# Deletes KEYS[1] if it holds a session record (a string that begins as
+# pack_record begins one), and answers the record when ARGV[1] is 1, else 1;
+# anything else is left alone and the answer is nil.
+TAKE_RECORD = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return false end
+local record = redis.call('GET', KEYS[1])
+local head, format = string.byte(record, 1, 2)
+if head == nil or head < 0x95 or head > 0x9f or format ~= 1 then return false end
+redis.call('DEL', KEYS[1])
+if ARGV[1] == '1' then return record end
+return 1
+"""
+
+# Deletes KEYS[1] if it is a user index (a sorted set); returns 1 if it did.
+DELETE_INDEX = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+# Joins ARGV[1] to a user's index (KEYS[1]) with its deadline ARGV[2] as score,
+# after pruning entries past ARGV[3] (now). With ARGV[4] set, only if that id
+# (the session being renewed) is still indexed: a purge took it out, so the
+# answer is -1 and nothing is added. Keeps the key alive until its last
+# deadline. Past ARGV[5] entries (0: no limit), answers every other id, oldest
+# first, for the caller to check; otherwise an empty list.
+INDEX_JOIN = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if ARGV[4] ~= '' and not redis.call('ZSCORE', KEYS[1], ARGV[4]) then return -1 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], last[2])
-return dropped
+local limit = tonumber(ARGV[5])
+if limit == 0 or redis.call('ZCARD', KEYS[1]) <= limit then return {} end
+local others = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if id ~= ARGV[1] then table.insert(others, id) end
+end
+return others
+"""
+
+# Confirms that ARGV[1] is still in the index KEYS[1] after its record was
+# written (0: a purge took it out meanwhile), and drops ARGV[2] if given.
+INDEX_CONFIRM = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+# Takes every id but ARGV[1] out of the index KEYS[1] at once, and answers
+# them: the first step of ending every session of a user.
+INDEX_TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local taken = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if id ~= ARGV[1] then table.insert(taken, id) end
+end
+for _, id in ipairs(taken) do redis.call('ZREM', KEYS[1], id) end
+return taken
 """
 
 # Deletes a lock only for the holder that took it.

@@ -95,9 +95,10 @@ class Session(dict[str, Any], SessionMixin):
 
     @property
     def id(self) -> str | None:
-        """The store id of the session: safe to show or log, useless as a cookie.
+        """The id of the session: safe to show or log, useless as a cookie.
 
-        With hashed tokens it is a hash of the token. None until first saved.
+        A hash of the token (with hashed tokens, the store id), which the
+        admin calls accept. None until first saved.
         """
         self._ensure_loaded()
         key = self._state.key

@@ -7,7 +7,7 @@ the store works unchanged on Redis Cluster.
 
 from __future__ import annotations
 
-import re
+import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -16,19 +16,20 @@ from typing import Any
 
 from .clock import milliseconds, now_ms
 from .connections import client_from_url, translated_errors
-from .errors import ConfigurationError, SessionStoreUnavailable
+from .durable import write_and_wait
+from .errors import ConfigurationError, SessionStoreError
+from .keys import KeySpace
 from .options import Options, check
-from .scripts import COMPARE_AND_SET, INDEX_ADD, UNLOCK, Write
-from .tokens import token_digest
-
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-# A store id: a hashed token or a token, both 43 base64url characters. Locks
-# and user indexes share the prefix but never look like this.
-_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
-
-#: Appended to a record's key to name its write lock. Record ids are
-#: base64url, so no record key ends like this.
-LOCK_SUFFIX = ":lock"
+from .scripts import (
+    COMPARE_AND_SET,
+    DELETE_INDEX,
+    MOVE,
+    READ,
+    TAKE_RECORD,
+    UNLOCK,
+    Write,
+    WriteStatus,
+)
 
 
 class RedisStore:
@@ -67,11 +68,14 @@ class RedisStore:
         #: Replicas that must acknowledge each write (WAIT) before it counts.
         self.min_replicas: int = check("min_replicas", min_replicas)
         self._replica_timeout_ms = milliseconds(check("replica_timeout", replica_timeout))
-        self._match = _GLOB_SPECIAL.sub(r"\\\1", prefix)
+        #: The names and shapes of this store's keys.
+        self.keys = KeySpace(self.prefix, self.hash_tokens)
         self._cluster = callable(getattr(client, "get_node_from_key", None))
         self._compare_and_set = client.register_script(COMPARE_AND_SET)
         self._unlock = client.register_script(UNLOCK)
-        self._index_add = client.register_script(INDEX_ADD)
+        self._read = client.register_script(READ)
+        self._take = client.register_script(TAKE_RECORD)
+        self._move = client.register_script(MOVE)
 
     @classmethod
     def from_url(
@@ -113,7 +117,7 @@ class RedisStore:
 
     def key_for(self, token: str) -> str:
         """Return the Redis key that holds the record of ``token``."""
-        return self.prefix + (token_digest(token) if self.hash_tokens else token)
+        return self.keys.record(token)
 
     def id_of(self, key: str) -> str:
         """Return the store id in ``key``: the key without the prefix."""
@@ -138,53 +142,18 @@ class RedisStore:
             answers = pipe.execute()
         return list(zip(answers[::2], answers[1::2]))
 
-    def index_key(self, user: str) -> str:
-        """Return the key of ``user``'s index: a sorted set of store ids by deadline."""
-        return f"{self.prefix}user:{user}"
-
-    def index_add(
-        self, user: str, session_id: str, *, deadline_ms: int, keep_at_most: int | None = None
-    ) -> list[str]:
-        """Index ``session_id`` under ``user``; return the ids pushed out by ``keep_at_most``.
-
-        One script on the index key: it prunes entries past their deadline,
-        adds this one, drops the oldest past ``keep_at_most``, and keeps the
-        key alive until its last entry's deadline. The caller deletes the
-        sessions of the ids it returns.
-        """
-        with translated_errors():
-            evicted = self._index_add(
-                keys=[self.index_key(user)],
-                args=[session_id, deadline_ms, now_ms(), keep_at_most or 0],
-            )
-        return [entry.decode() if isinstance(entry, bytes) else entry for entry in evicted]
-
-    def index_remove(self, user: str, *session_ids: str) -> None:
-        """Take ``session_ids`` out of ``user``'s index."""
-        if session_ids:
-            with translated_errors():
-                self.client.zrem(self.index_key(user), *session_ids)
-
-    def index_members(self, user: str) -> list[str]:
-        """Return the ids indexed under ``user`` whose deadline has not passed."""
-        with translated_errors():
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zremrangebyscore(self.index_key(user), "-inf", now_ms())
-            pipe.zrange(self.index_key(user), 0, -1)
-            _, members = pipe.execute()
-        return [entry.decode() if isinstance(entry, bytes) else entry for entry in members]
-
     def find(self, key: str, *, idle_expiry_ms: int | None = None) -> bytes | None:
         """Return the record at ``key``, or None.
 
-        With ``idle_expiry_ms`` the key's expiry moves to that Unix time in the
-        same command (GETEX), so sliding the idle timeout costs no extra round
-        trip.
+        With ``idle_expiry_ms`` the key's expiry moves to that Unix time, but
+        never past the deadline the record holds, in the same command (one
+        script), so sliding the idle timeout costs no extra round trip and a
+        cookie sent past the deadline cannot keep its record alive.
         """
         with translated_errors():
             if idle_expiry_ms is None:
                 return self.client.get(key)  # type: ignore[no-any-return]
-            return self.client.getex(key, pxat=idle_expiry_ms)  # type: ignore[no-any-return]
+            return self._read(keys=[key], args=[now_ms(), idle_expiry_ms])  # type: ignore[no-any-return]
 
     def create(self, key: str, record: bytes, expiry_ms: int) -> bool:
         """Write a new record at ``key``, expiring at the Unix time ``expiry_ms``.
@@ -215,26 +184,46 @@ class RedisStore:
     def move(
         self, key: str, *, expected: bytes, new_key: str, record: bytes, expiry_ms: int
     ) -> Write:
-        """Write ``record`` at ``new_key``, and delete ``key`` if it is still ``expected``.
+        """Move a record: write ``record`` at ``new_key`` and delete ``key``, all or nothing.
 
-        Both go in one round trip; on a Cluster, or when replicas must
-        acknowledge, in two, as the keys may live on different primaries. The
-        answer is about ``key``; unless it is done, the caller decides what
-        becomes of ``new_key``.
+        Only if ``key`` still holds the revision ``expected``; the answer is
+        about ``key``, and unless it is done nothing is left at ``new_key``.
+        On one server it is one script, which writes before it deletes, so a
+        refused write (OOM) leaves ``key`` as it was. On a Cluster the keys
+        may live on different primaries: ``new_key`` is written first and
+        ``key`` deleted second, and should the second step fail or find
+        ``key`` changed, ``new_key`` is deleted again.
         """
+        if not self._cluster:
+            with translated_errors():
+                if not self.min_replicas:
+                    answer = self._move(keys=[key, new_key], args=[expected, record, expiry_ms])
+                else:
+                    (answer,) = self._durably(
+                        key,
+                        lambda pipe: pipe.eval(MOVE, 2, key, new_key, expected, record, expiry_ms),
+                        unless=lambda answer: answer != 1,
+                    )
+            return Write.from_answer(answer)
         with translated_errors():
             if self.min_replicas:
                 self._durably(new_key, lambda pipe: pipe.set(new_key, record, pxat=expiry_ms))
-                return self._compare_and_set_at(key, expected, b"", 0)
-            if self._cluster:  # a cluster pipeline cannot carry a script
+            else:
                 self.client.set(new_key, record, pxat=expiry_ms)
-                return self._compare_and_set_at(key, expected, b"", 0)
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(new_key, record, pxat=expiry_ms)
-            # EVAL, not EVALSHA: with a script a pipeline first asks SCRIPT EXISTS.
-            pipe.eval(COMPARE_AND_SET, 1, key, expected, b"", 0)
-            _, answer = pipe.execute()
-        return Write.from_answer(answer)
+        try:
+            write = self._compare_and_set_at(key, expected, b"", 0)
+        except BaseException:
+            self._forget(new_key)
+            raise
+        if write.status is not WriteStatus.DONE:
+            self._forget(new_key)
+        return write
+
+    def _forget(self, key: str) -> None:
+        """Delete what a failed move wrote at ``key``, if the store lets us."""
+        # The copy holds a token nobody was given, and expires with its TTL.
+        with contextlib.suppress(SessionStoreError):
+            self.delete(key)
 
     def _compare_and_set_at(
         self, key: str, expected: bytes, record: bytes, expiry_ms: int
@@ -256,28 +245,11 @@ class RedisStore:
         queue: Callable[[Any], object],
         unless: Callable[[Any], bool] = lambda answer: not answer,
     ) -> list[Any]:
-        """Run one write on ``key``'s primary, then WAIT for ``min_replicas`` on that connection.
-
-        WAIT counts the writes of its own connection, so both go in one
-        pipeline to the primary that holds ``key``. A write that ``unless``
-        says did not happen needs no acknowledgement.
-
-        :raises SessionStoreUnavailable: fewer replicas acknowledged in time;
-            the write is not claimed as done.
-        """
-        primary = (
-            self.client.get_node_from_key(key).redis_connection if self._cluster else self.client
+        """Write on ``key``'s primary and WAIT there: see :func:`.durable.write_and_wait`."""
+        replicas, timeout_ms = self.min_replicas, self._replica_timeout_ms
+        return write_and_wait(
+            self.client, key, queue, replicas=replicas, timeout_ms=timeout_ms, unless=unless
         )
-        pipe = primary.pipeline(transaction=False)
-        queue(pipe)
-        pipe.wait(self.min_replicas, self._replica_timeout_ms)
-        *results, acknowledged = list(pipe.execute())
-        if not unless(results[0]) and acknowledged < self.min_replicas:
-            raise SessionStoreUnavailable(
-                f"only {acknowledged} of the {self.min_replicas} replicas required"
-                f" acknowledged the write within {self._replica_timeout_ms} ms"
-            )
-        return list(results)
 
     def lock(self, key: str, *, ttl_ms: int = 2000) -> str | None:
         """Take the write lock of the record at ``key``; return its holder id, or None.
@@ -289,13 +261,13 @@ class RedisStore:
         """
         holder = secrets.token_hex(8)
         with translated_errors():
-            taken = self.client.set(key + LOCK_SUFFIX, holder, nx=True, px=ttl_ms)
+            taken = self.client.set(self.keys.lock(key), holder, nx=True, px=ttl_ms)
         return holder if taken else None
 
     def unlock(self, key: str, holder: str) -> None:
         """Release the write lock of ``key``, if ``holder`` still holds it."""
         with translated_errors():
-            self._unlock(keys=[key + LOCK_SUFFIX], args=[holder])
+            self._unlock(keys=[self.keys.lock(key)], args=[holder])
 
     def delete(self, *keys: str) -> int:
         """Delete the records at ``keys``, whatever they hold; return how many existed.
@@ -316,20 +288,46 @@ class RedisStore:
             return sum(pipe.execute())
 
     def take(self, key: str) -> bytes | None:
-        """Delete the record at ``key`` and return what it held (GETDEL), or None."""
+        """Delete the record at ``key`` and return it, or None.
+
+        Whatever else is at ``key`` (an application's key under a shared
+        prefix) is left alone.
+        """
         with translated_errors():
             if self.min_replicas:
-                (blob,) = self._durably(key, methodcaller("getdel", key), unless=_never)
+                (blob,) = self._durably(
+                    key, lambda pipe: pipe.eval(TAKE_RECORD, 1, key, 1), unless=_never
+                )
                 return blob  # type: ignore[no-any-return]
-            return self.client.getdel(key)  # type: ignore[no-any-return]
+            return self._take(keys=[key], args=[1])  # type: ignore[no-any-return]
+
+    def delete_written(self, keys: list[str], *, indexes: bool = False) -> int:
+        """Delete the records (or, with ``indexes``, the user indexes) at ``keys``.
+
+        A key that holds something else is left alone. One pipelined round
+        trip; return how many were deleted.
+        """
+        if not keys:
+            return 0
+        script = DELETE_INDEX if indexes else TAKE_RECORD
+        with translated_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.eval(script, 1, key, 0)
+            return sum(1 for answer in pipe.execute() if answer)
 
     def scan_keys(self, batch: int = 500, *, of: str = "sessions") -> Iterator[list[str]]:
         """Yield the keys of the records under this store's prefix, ``batch`` at a time.
 
-        Write locks and user indexes share the prefix and are left out; with
-        ``of="indexes"`` the user indexes are yielded instead.
+        Only keys of a record's shape are yielded; with ``of="indexes"``,
+        those of a user index instead. Write locks are never yielded.
         """
-        match = self._match + ("user:*" if of == "indexes" else "*")
+        indexes = of == "indexes"
+        match, fits = (
+            (self.keys.index_pattern, self.keys.is_index)
+            if indexes
+            else (self.keys.record_pattern, self.keys.is_record)
+        )
         with translated_errors():
             names = (
                 key.decode() if isinstance(key, bytes) else key
@@ -337,7 +335,7 @@ class RedisStore:
             )
             chunk: list[str] = []
             for name in names:
-                if of == "indexes" or _SESSION_ID.fullmatch(self.id_of(name)):
+                if fits(name):
                     chunk.append(name)
                     if len(chunk) == batch:
                         yield chunk

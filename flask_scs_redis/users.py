@@ -1,25 +1,47 @@
 """Which user a session belongs to, and the per-user index kept in step with it.
 
 Every session whose values hold a user (the value at ``user_key``) is listed
-in that user's index, a sorted set of store ids in the store. The engine keeps
-it in step with each write, and the admin reads it; ending a session and
-cleaning its user's index is one path, :meth:`UserIndex.end`, for both.
+in that user's index (see :mod:`.indexes`). A session enters an index before
+its record is written, and the write counts only if the entry is still there
+afterwards; ending every session of a user takes the whole index at once,
+then deletes the records. So a session being written while its user's
+sessions are ended either is among those taken, and is deleted by one side
+or the other, or enters the index after the taking, and was written after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
+from .indexes import Indexes
 from .record import CorruptRecordError, read_record
 from .store import RedisStore
+
+#: Where a session is as the index sees it: (user, key), either may be None.
+Place = tuple[Optional[str], Optional[str]]
+
+
+class Entry(NamedTuple):
+    """A session entered in its user's index ahead of its write."""
+
+    user: str
+    session_id: str
+    #: The id it replaces in the same index, dropped once the write is confirmed.
+    drop: str | None
+    #: With a per-user limit and the index over it: the user's other ids, oldest first.
+    others: list[str]
+
+
+class Purged(Exception):  # noqa: N818 - a signal between the index and the engine
+    """The session being renewed was taken out of its index: its user's sessions were ended."""
 
 
 class UserIndex:
     """The sessions of each user in ``store``, by the value at ``user_key``.
 
     With ``user_key`` None nothing is indexed. With ``keep_at_most``, indexing
-    a user's session past that many destroys their oldest.
+    a user's session past that many live ones destroys their oldest.
     """
 
     def __init__(
@@ -28,6 +50,7 @@ class UserIndex:
         self.store = store
         self.user_key = user_key
         self.keep_at_most = keep_at_most
+        self.indexes = Indexes(store)
 
     def user_of(self, values: Mapping[Any, Any]) -> str | None:
         """Return the user that session ``values`` hold, as a str, or None."""
@@ -37,52 +60,87 @@ class UserIndex:
     def end(self, key: str) -> bool:
         """Delete the record at ``key`` and take it out of its user's index.
 
-        One GETDEL both deletes the record and tells whose index to clean, so
-        the index is cleaned for exactly the record that was deleted; without
-        a user key it is a plain DEL. Return whether there was a record.
+        One script both deletes the record and tells whose index to clean, so
+        the index is cleaned for exactly the record that was deleted. Return
+        whether there was a record.
         """
-        if self.user_key is None:
-            return self.store.delete(key) > 0
         blob = self.store.take(key)
         if blob is None:
             return False
-        try:
-            user = self.user_of(read_record(blob)[1])
-        except CorruptRecordError:
-            user = None
-        if user is not None:
-            self.store.index_remove(user, self.store.id_of(key))
+        if self.user_key is not None:
+            try:
+                user = self.user_of(read_record(blob)[1])
+            except CorruptRecordError:
+                user = None
+            if user is not None:
+                self.indexes.remove(user, self.store.id_of(key))
         return True
 
     def end_all(self, user: str, *, keep_id: str | None = None) -> int:
-        """End every session of ``user`` but ``keep_id``; return how many there were."""
-        ids = [i for i in self.store.index_members(user) if i != keep_id]
-        ended = self.store.delete(*[self.store.key_of(session_id) for session_id in ids])
-        self.store.index_remove(user, *ids)
-        return ended
+        """End every session of ``user`` but the store id ``keep_id``; return how many.
 
-    def follow(
-        self,
-        before: tuple[str | None, str | None],
-        after: tuple[str | None, str | None],
-        deadline_ms: int,
-    ) -> None:
+        The index is taken first, in one step, then the records are deleted:
+        a session renewed meanwhile finds its entry gone and deletes its
+        own new record (see :meth:`settle`).
+        """
+        ids = self.indexes.take(user, keep=keep_id)
+        return self.store.delete(*[self.store.key_of(session_id) for session_id in ids])
+
+    def enter(self, before: Place, after: Place, deadline_ms: int) -> Entry | None:
+        """Index a session at ``after`` before the write that puts it there.
+
+        ``before`` is where the request found it. None when there is nothing
+        to enter: no user, or no move.
+
+        :raises Purged: the session at ``before`` belonged to the same user
+            and is no longer indexed: that user's sessions were ended.
+        """
+        (old_user, old_key), (user, key) = before, after
+        if user is None or key is None or before == after:
+            return None
+        session_id = self.store.id_of(key)
+        drop = self.store.id_of(old_key) if old_key is not None and old_user == user else None
+        others = self.indexes.join(
+            user, session_id, deadline_ms=deadline_ms, requires=drop, limit=self.keep_at_most
+        )
+        if others is None:
+            raise Purged(user)
+        return Entry(user, session_id, drop, [i for i in others if i != drop])
+
+    def settle(self, entry: Entry) -> bool:
+        """Confirm an entry once its record is written; False if its user's sessions were ended.
+
+        On False the caller deletes the record it wrote. On True the entry it
+        replaces is dropped, and past the per-user limit the oldest of the
+        user's live sessions are ended; entries of sessions that expired
+        meanwhile are pruned first and never count.
+        """
+        if not self.indexes.confirm(entry.user, entry.session_id, drop=entry.drop):
+            return False
+        if entry.others and self.keep_at_most is not None:
+            alive = self.indexes.alive(entry.others)
+            live = [i for i, found in zip(entry.others, alive) if found]
+            dead = [i for i, found in zip(entry.others, alive) if not found]
+            excess = max(0, len(live) + 1 - self.keep_at_most)
+            ended = live[:excess]
+            self.store.delete(*[self.store.key_of(session_id) for session_id in ended])
+            self.indexes.remove(entry.user, *dead, *ended)
+        return True
+
+    def withdraw(self, entry: Entry) -> None:
+        """Take back an entry whose write did not happen."""
+        self.indexes.remove(entry.user, entry.session_id)
+
+    def follow(self, before: Place, after: Place, deadline_ms: int) -> None:
         """Move a session's entry as a write moved it, from ``before`` to ``after``.
 
-        Each is ``(user, key)``; either may be None. A session pushed out by
-        ``keep_at_most`` is deleted.
+        For the writes not entered ahead (a user taken out, or one that came
+        in with another request's values while merging).
         """
         if before == after:
             return
         (old_user, old_key), (new_user, new_key) = before, after
         if old_user is not None and old_key is not None:
-            self.store.index_remove(old_user, self.store.id_of(old_key))
+            self.indexes.remove(old_user, self.store.id_of(old_key))
         if new_user is not None and new_key is not None:
-            evicted = self.store.index_add(
-                new_user,
-                self.store.id_of(new_key),
-                deadline_ms=deadline_ms,
-                keep_at_most=self.keep_at_most,
-            )
-            if evicted:
-                self.store.delete(*[self.store.key_of(session_id) for session_id in evicted])
+            self.indexes.join(new_user, self.store.id_of(new_key), deadline_ms=deadline_ms)

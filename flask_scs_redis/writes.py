@@ -22,6 +22,11 @@ from .tokens import new_token, token_digest
 
 logger = logging.getLogger("flask_scs_redis")
 
+#: The encoded values of an empty session.
+EMPTY_VALUES = b"\x80"
+#: How long the record of an emptied session stays, empty, for requests in flight.
+EMPTIED_GRACE_MS = 60_000
+
 
 if TYPE_CHECKING:
     #: One try at a write: its outcome, the state it left, and the record another
@@ -42,10 +47,11 @@ class Writer:
         self.max_size = max_size
         self.idle_ms = idle_ms
 
-    def attempt(
-        self, state: SessionState, values: dict[Any, Any], renewed_token: str | None
-    ) -> Attempt:
-        """Make the one write that saves ``values``; a renewal moves them to ``renewed_token``."""
+    def attempt(self, state: SessionState, values: dict[Any, Any], fresh_token: str) -> Attempt:
+        """Make the one write that saves ``values``.
+
+        A new session is created, and a renewed one moved, at ``fresh_token``.
+        """
         if not values:
             return self._remove(state)
         encoded = encode(values)
@@ -53,16 +59,30 @@ class Writer:
             if encoded == state.stored_values and state.description == state.stored_description:
                 return Outcome.UNCHANGED, state, None
             return self._replace(state, encoded)
-        if state.status is Status.RENEWED and renewed_token is not None:
-            return self._move(state, encoded, renewed_token)
-        return self._create(state, encoded)
+        if state.status is Status.RENEWED:
+            return self._move(state, encoded, fresh_token)
+        return self._create(state, encoded, fresh_token)
 
     def _remove(self, state: SessionState) -> Attempt:
-        """Delete the record of a session that the request emptied."""
+        """End a session that the request emptied.
+
+        Its record is not deleted but rewritten empty, to expire within
+        :data:`EMPTIED_GRACE_MS`: a request still in flight with its cookie
+        then meets a changed record, merges its own change into it and lands,
+        where a deleted record would have made it vanish.
+        """
         if state.key is None:  # nothing stored: a new session, or one destroyed here
             outcome = Outcome.ENDED if state.status is Status.DESTROYED else Outcome.EMPTY
+        elif state.stored_values == EMPTY_VALUES:
+            outcome = Outcome.EMPTY  # already emptied by another request
         else:
-            write = self.store.remove(state.key, expected=state.tag)
+            token = state.token
+            assert token is not None
+            blob, written = self._draft(
+                state, state.revision + 1, EMPTY_VALUES, state.deadline_ms, token, state.key
+            )
+            expiry_ms = min(written.expiry_ms, now_ms() + EMPTIED_GRACE_MS)
+            write = self.store.replace(state.key, blob, expiry_ms, expected=state.tag)
             if write.status is WriteStatus.CONFLICT:
                 return None, state, write.current
             outcome = Outcome.ENDED if write.status is WriteStatus.DONE else Outcome.VANISHED
@@ -96,21 +116,19 @@ class Writer:
         )
         if write.status is WriteStatus.CONFLICT:
             return None, state, write.current
-        if write.status is WriteStatus.GONE:
-            # The old session was ended elsewhere: the copy must not outlive it.
-            self.store.delete(new_key)
+        if write.status is WriteStatus.GONE:  # ended elsewhere; the move wrote nothing
             return Outcome.VANISHED, state, None
         return Outcome.CREATED, written, None
 
-    def _create(self, state: SessionState, encoded: bytes) -> Attempt:
+    def _create(self, state: SessionState, encoded: bytes, token: str) -> Attempt:
         while True:
-            token = new_token()
             key = self.store.key_for(token)
             blob, written = self._draft(state, 1, encoded, state.deadline_ms, token, key)
             # NX guards against reusing a live token; with 256 random bits a
             # second try is never expected, but it costs nothing to be sure.
             if self.store.create(key, blob, written.expiry_ms):
                 return Outcome.CREATED, written, None
+            token = new_token()
 
     def _draft(
         self,

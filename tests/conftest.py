@@ -11,10 +11,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import Client
 
-from flask_scs_redis.scripts import COMPARE_AND_SET
+from flask_scs_redis import scripts
 from flask_scs_redis.testing import CommandCounter, RedisServer
 
 from views import build_flask_app, build_wsgi_app
+
+SCRIPTS = [
+    value for name, value in vars(scripts).items() if name.isupper() and isinstance(value, str)
+]
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +40,8 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     """A client of the shared server, which is emptied first (it is ours alone)."""
     client = redis_server.client()
     client.flushall()
-    client.script_load(COMPARE_AND_SET)  # as after a first save, so counts do not vary
+    for script in SCRIPTS:  # as after a first use, so counts do not vary
+        client.script_load(script)
     yield client
     client.close()
 

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import Client
 
 from flask_scs_redis import RedisSessions, RedisStore, SessionAdmin
+from flask_scs_redis.keys import KeySpace
 from flask_scs_redis.record import Record, pack_record
 from flask_scs_redis.testing import CommandCounter
 
@@ -25,7 +26,9 @@ def log_in(client: Client, user: str) -> None:
 
 
 def indexed(redis_client: redis.Redis, user: str) -> list[str]:
-    return [m.decode() for m in redis_client.zrange(f"scs:session:user:{user}", 0, -1)]
+    return [
+        m.decode() for m in redis_client.zrange(KeySpace("scs:session:", True).index(user), 0, -1)
+    ]
 
 
 def store_id(app: Flask, client: Client) -> str:
@@ -142,8 +145,8 @@ def test_ending_one_session_reads_and_deletes_it_in_one_command(
         admin = RedisSessions().admin()
         with CommandCounter(redis_client) as counted:
             assert admin.destroy(session_id)
-        # GETDEL names the user whose index to clean: the one the deleted record held.
-        assert counted.by_command == {"getdel": 1, "zrem": 1}
+        # One script deletes the record and answers it: it names the user whose index to clean.
+        assert counted.by_command == {"evalsha": 1, "zrem": 1}
         assert not admin.destroy(session_id)
     assert indexed(redis_client, "alice") == []
     assert flask_client.get("/read").text == "None"

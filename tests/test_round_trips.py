@@ -35,14 +35,16 @@ def test_reading_costs_one_get(client: Client, count: Count) -> None:
     assert counted.by_command == {"get": 1}
 
 
-def test_reading_with_an_idle_timeout_costs_one_getex(
+def test_reading_with_an_idle_timeout_costs_one_script(
     make_client: MakeClient, count: Count
 ) -> None:
     client = make_client(idle_timeout=60)
     start_session(client)
     with count() as counted:
         assert client.get("/read").text == "1"
-    assert counted.by_command == {"getex": 1}
+    # One script reads the record and slides its expiry, never past its deadline.
+    assert counted.by_command == {"evalsha": 1}
+    assert counted.in_scripts == {"get": 1, "pexpireat": 1}
 
 
 def test_changing_a_session_costs_two_commands(client: Client, count: Count) -> None:
@@ -61,7 +63,7 @@ def test_changing_with_an_idle_timeout_costs_two_commands(
     start_session(client)
     with count() as counted:
         assert client.get("/incr").text == "2"
-    assert counted.by_command == {"getex": 1, "evalsha": 1}
+    assert counted.by_command == {"evalsha": 2}
 
 
 def test_writing_the_same_content_costs_one_command_and_no_rewrite(
@@ -77,18 +79,19 @@ def test_destroying_an_unread_session_costs_one_command(client: Client, count: C
     start_session(client)
     with count() as counted:
         client.get("/logout")
-    # GETDEL: the delete also tells whether a user's index needs cleaning.
-    assert counted.by_command == {"getdel": 1}
+    # One script deletes the record and answers it, which names the user to unindex.
+    assert counted.by_command == {"evalsha": 1}
+    assert counted.in_scripts == {"type": 1, "get": 1, "del": 1}
 
 
-def test_destroying_a_session_read_first_costs_its_read_and_one_getdel(
+def test_destroying_a_session_read_first_costs_its_read_and_one_script(
     client: Client, count: Count
 ) -> None:
     start_session(client)
     with count() as counted:
         client.get("/read-then-logout")
-    # The same GETDEL as for an unread session: what it deleted names the user to unindex.
-    assert counted.by_command == {"get": 1, "getdel": 1}
+    # The same script as for an unread session.
+    assert counted.by_command == {"get": 1, "evalsha": 1}
 
 
 def test_destroying_without_a_user_index_costs_one_delete(
@@ -98,25 +101,27 @@ def test_destroying_without_a_user_index_costs_one_delete(
     start_session(client)
     with count() as counted:
         client.get("/logout")
-    assert counted.by_command == {"del": 1}
+    assert counted.by_command == {"evalsha": 1}
 
 
-def test_renewing_costs_a_read_and_one_pipelined_move(client: Client, count: Count) -> None:
+def test_renewing_costs_a_read_and_one_move(client: Client, count: Count) -> None:
     start_session(client)
     with count() as counted:
         client.get("/renew")
-    # GET, then SET of the new key and a compare-and-delete of the old in one round trip.
-    assert counted.by_command == {"get": 1, "set": 1, "eval": 1}
+    # GET, then one script: compare the old, SET the new, DEL the old, all or nothing.
+    assert counted.by_command == {"get": 1, "evalsha": 1}
+    assert counted.in_scripts == {"get": 1, "set": 1, "del": 1}
 
 
-def test_emptying_a_session_costs_a_read_and_a_compare_and_delete(
+def test_emptying_a_session_costs_a_read_and_a_compare_and_set(
     client: Client, count: Count
 ) -> None:
     start_session(client)
     with count() as counted:
         client.get("/clear")
+    # The record is rewritten empty, to expire within a minute (see test_concurrency).
     assert counted.by_command == {"get": 1, "evalsha": 1}
-    assert counted.in_scripts == {"get": 1, "del": 1}
+    assert counted.in_scripts == {"get": 1, "set": 1}
 
 
 def test_a_malformed_cookie_sends_no_command(client: Client, count: Count) -> None:

@@ -181,9 +181,9 @@ def test_scan_skips_write_locks_and_user_indexes(redis_client: redis.Redis) -> N
     key = store.key_for(TOKEN)
     store.create(key, record(1), in_a_minute())
     store.lock(key)
-    store.index_add("alice", store.id_of(key), deadline_ms=in_a_minute())
+    redis_client.zadd(store.keys.index("alice"), {store.id_of(key): in_a_minute()})
     assert list(store.scan_keys()) == [[key]]
-    assert list(store.scan_keys(of="indexes")) == [[store.index_key("alice")]]
+    assert list(store.scan_keys(of="indexes")) == [[store.keys.index("alice")]]
 
 
 def test_store_ids_and_keys_convert_both_ways(redis_client: redis.Redis) -> None:

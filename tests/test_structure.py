@@ -19,9 +19,9 @@ MAX_LINES = 350
 # Each module may import only modules on a lower layer, or on its own layer
 # when they are named there; the testing package stands apart.
 LAYERS = [
-    {"errors", "clock", "tokens", "scripts", "codec", "options", "connections"},
-    {"record", "store"},
-    {"state", "changes", "users"},
+    {"errors", "clock", "tokens", "keys", "scripts", "codec", "options", "connections"},
+    {"record", "durable", "store"},
+    {"state", "changes", "indexes", "users"},
     {"session", "writes"},
     {"engine", "admin"},
     {"cookies", "cli"},
