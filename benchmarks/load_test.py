@@ -1,25 +1,37 @@
 """Load test: many clients, a few shared sessions, and not one lost update.
 
 Runs a real multi-process server (gunicorn, 2 workers with threads) on a
-throwaway Redis (or ``SCS_REDIS_URL``). Every request adds a key of its own to
-one of a few shared sessions, so requests of one session overlap all the time.
-Afterwards every key must be in its session, and no response may be a 5xx.
+throwaway Redis (or ``SCS_REDIS_URL``), with two scenarios:
 
-    .venv/bin/python benchmarks/load_test.py [--clients 32] [--requests 50]
-        [--sessions 4] [--adapter flask|wsgi]
+- ``shared``: every request adds a key of its own to one of a few shared
+  sessions, so requests of one session overlap all the time. Afterwards every
+  key must be in its session.
+- ``race``: in each round a few clients per user log in, then renew, log in
+  again and add keys while "log out everywhere" ends that user's sessions.
+  No session of the user may outlive the purge, and no key written to a
+  session that was not purged may be lost.
 
-Exit status 0 means no key was lost and no request failed.
+No response may be a 5xx; 503s (a declared store outage) are counted apart.
+
+    .venv/bin/python benchmarks/load_test.py [--scenario shared|race|both]
+        [--adapter flask|wsgi|both] [--clients 32] [--requests 50] [--sessions 4]
+        [--rounds 50] [--users 4] [--clients-per-user 3]
+
+Exit status 0 means no key was lost, no session survived and no request failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
+import random
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -29,13 +41,41 @@ from typing import Any
 from flask import Flask, session
 from werkzeug.wrappers import Request, Response
 
-from flask_scs_redis import RedisSessions, RedisStore, SessionMiddleware
+from flask_scs_redis import RedisSessions, RedisStore, Session, SessionAdmin, SessionMiddleware
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.testing.serving import gunicorn
 
+#: The session value naming the logged-in user (Flask-Login's), which sessions are indexed by.
+USER_KEY = "_user_id"
+
+
+def race_step(action: str, session: Session) -> str:
+    """Do a race request's ``action`` to ``session``; answer what it found there, as JSON.
+
+    ``login/<user>/<tag>`` logs in as ``user`` and keeps ``tag`` to tell the
+    login apart (logging in again as the same user changes nothing),
+    ``renew`` renews the token, ``add/<key>`` adds a key and ``keys`` only reads.
+    """
+    found = {"keys": sorted(session.keys()), "user": session.get(USER_KEY)}
+    verb, _, argument = action.partition("/")
+    if verb == "login":
+        user, tag = argument.split("/")
+        if session.get(USER_KEY) != user:
+            session[USER_KEY] = user
+            session["login"] = tag
+    elif verb == "renew":
+        session.renew()
+    elif verb == "add":
+        session[argument] = True
+    return json.dumps(found)
+
 
 def create_app(adapter: str = "flask") -> Any:
-    """The app under load: ``/add/<key>`` adds a key, ``/keys`` lists them (``SCS_REDIS_URL``)."""
+    """The app under load, on ``SCS_REDIS_URL``.
+
+    ``/add/<key>`` adds a key, ``/keys`` lists them, and ``/race/<action>``
+    runs :func:`race_step`.
+    """
     redis_url = os.environ["SCS_REDIS_URL"]
     if adapter == "flask":
         app = Flask(__name__)
@@ -51,6 +91,10 @@ def create_app(adapter: str = "flask") -> Any:
         def keys() -> str:
             return json.dumps(sorted(session.keys()))
 
+        @app.get("/race/<path:action>")
+        def race_view(action: str) -> str:
+            return race_step(action, session)  # type: ignore[arg-type]
+
         return app
 
     def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
@@ -59,6 +103,8 @@ def create_app(adapter: str = "flask") -> Any:
         if request.path.startswith("/add/"):
             values[request.path.removeprefix("/add/")] = True
             response = Response("ok")
+        elif request.path.startswith("/race/"):
+            response = Response(race_step(request.path.removeprefix("/race/"), values))
         else:
             response = Response(json.dumps(sorted(values.keys())))
         return response(environ, start_response)
@@ -173,36 +219,334 @@ def load(port: int, *, clients: int, requests: int, sessions: int, adapter: str)
     )
 
 
+@dataclass
+class RaceReport:
+    """What one run of the race did, and what it found after each purge."""
+
+    adapter: str
+    rounds: int
+    logins: int
+    renewals: int
+    purges: int
+    writes: int
+    requests_sent: int
+    #: Live sessions of a purged user, after the purge, that a login before it made.
+    survivors: int
+    #: How many of the survivors the user's index still listed.
+    survivors_indexed: int
+    #: How many rounds left at least one survivor.
+    rounds_with_survivors: int
+    #: Live sessions of a purged user that a login in flight at the purge made.
+    late_logins: int
+    keys_lost: int
+    server_errors: int
+    outages: int
+    other_errors: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not (self.survivors or self.keys_lost or self.server_errors or self.other_errors)
+
+
+class _Round:
+    """What one round's clients and purges share: who is purged, which logins are in flight.
+
+    A client starts no request once its user's purge has begun, so the only
+    traffic that overlaps a purge is what was in flight when it began.
+    """
+
+    def __init__(self, users: list[str], clients: int) -> None:
+        #: Passed by every client once logged in, and by every purge.
+        self.start = threading.Barrier(clients + len(users), timeout=60)
+        self.lock = threading.Lock()
+        self.purging: set[str] = set()
+        self.purged = {user: threading.Event() for user in users}
+        self.logins_in_flight: dict[str, set[str]] = {user: set() for user in users}
+        #: By user: the logins to that user in flight when its purge began.
+        self.excused: dict[str, set[str]] = {}
+
+    def begin(self, user: str, login_tag: str | None) -> bool:
+        """Whether a request of ``user``'s client may start; a login to ``user`` is noted."""
+        with self.lock:
+            if user in self.purging:
+                return False
+            if login_tag is not None:
+                self.logins_in_flight[user].add(login_tag)
+            return True
+
+    def finish(self, user: str, login_tag: str | None) -> bool:
+        """Note the end of a request; return whether ``user``'s purge began meanwhile."""
+        with self.lock:
+            if login_tag is not None:
+                self.logins_in_flight[user].discard(login_tag)
+            return user in self.purging
+
+    def purge(self, admin: SessionAdmin, user: str, delay: float) -> None:
+        """End every session of ``user`` ``delay`` seconds after the start."""
+        self.start.wait()
+        time.sleep(delay)
+        with self.lock:
+            self.purging.add(user)
+            self.excused[user] = set(self.logins_in_flight[user])
+        try:
+            admin.destroy_user_sessions(user)
+        finally:
+            self.purged[user].set()
+
+
+class _RaceClient:
+    """A browser in the race: a new session each round, logged in as ``user`` or ``guest``."""
+
+    def __init__(self, port: int, number: int, user: str, guest: str) -> None:
+        self.port, self.number, self.user, self.guest = port, number, user, guest
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.counts: Counter[str] = Counter()
+        self.tags = itertools.count()
+        self.token: str | None = None
+
+    def play(self, race_round: _Round, rng: random.Random) -> None:
+        """Log in, race until the purge begins, then check that the session kept its keys."""
+        self.token = None
+        keys: set[str] = set()  # acknowledged writes, which the session must keep
+        as_guest = False  # as the last answer left the session
+        idle_at_purge = False
+        try:
+            healthy = self._request(f"login/{self.user}/{self._tag()}") is not None
+            if healthy:
+                self.counts["logins"] += 1
+        finally:
+            race_round.start.wait()
+        while healthy:
+            if as_guest:
+                action = f"login/{self.user}/{self._tag()}"
+            else:
+                actions = ["renew", f"add/{self._tag()}", f"login/{self.guest}/{self._tag()}"]
+                action = rng.choices(actions, weights=[35, 45, 20])[0]
+            own_login = action.startswith(f"login/{self.user}/")
+            login_tag = action.rsplit("/", 1)[1] if own_login else None
+            if not race_round.begin(self.user, login_tag):
+                idle_at_purge = True
+                break
+            try:
+                found = self._request(action)
+            finally:
+                purge_began = race_round.finish(self.user, login_tag)
+            if found is None:
+                healthy = False
+                break
+            if found["user"] is None:  # gone: fine if purged, else every key is lost
+                self.counts["keys_lost"] += 0 if purge_began else len(keys)
+                keys.clear()
+                break
+            missing = keys - set(found["keys"])
+            self.counts["keys_lost"] += len(missing)
+            keys -= missing
+            verb = action.split("/", 1)[0]
+            if verb == "add":
+                self.counts["writes"] += 1
+                keys.add(action.removeprefix("add/"))
+            elif verb == "renew":
+                self.counts["renewals"] += 1
+            else:
+                self.counts["logins"] += 1
+                as_guest = not own_login
+            if purge_began:
+                break
+        race_round.purged[self.user].wait(60)
+        if healthy and self.token is not None:
+            found = self._request("keys")
+            if found is not None and found["user"] is not None:
+                self.counts["keys_lost"] += len(keys - set(found["keys"]))
+            elif found is not None and as_guest and idle_at_purge:
+                self.counts["keys_lost"] += len(keys)  # a guest's session is never purged
+
+    def _tag(self) -> str:
+        """A name no other key or login of the run has."""
+        return f"c{self.number}n{next(self.tags)}"
+
+    def _request(self, action: str) -> dict[str, Any] | None:
+        """GET ``/race/<action>`` with the session; return what it found, or None on an error."""
+        self.counts["sent"] += 1
+        try:
+            status, body, new_token = _get(self.connection, f"/race/{action}", self.token)
+        except (OSError, http.client.HTTPException):
+            self.connection.close()
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.counts["other_errors"] += 1
+            return None
+        if new_token is not None:  # "" when the cookie is dropped
+            self.token = new_token or None
+        if status == 503:
+            self.counts["outages"] += 1
+        elif status >= 500:
+            self.counts["server_errors"] += 1
+        return json.loads(body) if status == 200 else None
+
+
+def _live_sessions(
+    admin: SessionAdmin, users: list[str]
+) -> tuple[dict[str, dict[str, dict[Any, Any]]], dict[str, set[str]]]:
+    """Each user's live sessions by id, from a scan and the index; and the ids each index lists."""
+    live: dict[str, dict[str, dict[Any, Any]]] = {user: {} for user in users}
+    for info, values in admin.iter_sessions():
+        if values.get(USER_KEY) in live:
+            live[values[USER_KEY]][info.id] = values
+    listed = {user: {info.id for info in admin.user_sessions(user)} for user in users}
+    for user in users:
+        for session_id in listed[user] - live[user].keys():  # written since the scan passed
+            found = admin.get(session_id)
+            if found is not None and found[1].get(USER_KEY) == user:
+                live[user][session_id] = found[1]
+    return live, listed
+
+
+def race(
+    port: int,
+    redis_url: str,
+    *,
+    rounds: int,
+    users: int,
+    clients_per_user: int,
+    adapter: str,
+    purge_within: float = 0.02,
+) -> RaceReport:
+    """Race renewals, logins and writes against "log out everywhere", ``rounds`` times.
+
+    In each round every client logs in as its user with a new session; then
+    all of them renew, log in as a guest and back, and add keys, while each
+    user's sessions are purged (by :class:`SessionAdmin`, on the same Redis)
+    at a random moment within ``purge_within`` seconds. No request of a user
+    starts once its purge has begun. When the requests in flight have ended,
+    neither a scan of every record nor the user's index may show a live
+    session of the user that a login finished before the purge made: that
+    is a survivor. A login to the user that was in flight when the purge began
+    may land after it, so its session is counted apart, as a late login.
+    """
+    admin = SessionAdmin(RedisStore.from_url(redis_url))
+    names = [f"{adapter}-user{number}" for number in range(users)]
+    guest = f"{adapter}-guest"
+    clients = [
+        _RaceClient(port, number, names[number // clients_per_user], guest)
+        for number in range(users * clients_per_user)
+    ]
+    rng = random.Random()
+    survivors = indexed = late = failed_rounds = 0
+    started = time.monotonic()
+    for _ in range(rounds):
+        race_round = _Round(names, len(clients))
+        threads = [
+            threading.Thread(target=client.play, args=(race_round, random.Random(rng.random())))
+            for client in clients
+        ] + [
+            threading.Thread(
+                target=race_round.purge, args=(admin, user, rng.uniform(0, purge_within))
+            )
+            for user in names
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        live, listed = _live_sessions(admin, names)
+        survivors_before = survivors
+        for user in names:
+            for session_id, values in live[user].items():
+                if values.get("login") in race_round.excused[user]:
+                    late += 1
+                else:
+                    survivors += 1
+                    indexed += session_id in listed[user]
+        failed_rounds += survivors > survivors_before
+        for user in names:  # each survivor counts once, and each round starts clean
+            for session_id in live[user]:
+                admin.destroy(session_id)
+        admin.destroy_user_sessions(guest)  # keeps the scans short
+    seconds = time.monotonic() - started
+    counts: Counter[str] = Counter()
+    for client in clients:
+        client.connection.close()
+        counts += client.counts
+    return RaceReport(
+        adapter=adapter,
+        rounds=rounds,
+        logins=counts["logins"],
+        renewals=counts["renewals"],
+        purges=rounds * users,
+        writes=counts["writes"],
+        requests_sent=counts["sent"],
+        survivors=survivors,
+        survivors_indexed=indexed,
+        rounds_with_survivors=failed_rounds,
+        late_logins=late,
+        keys_lost=counts["keys_lost"],
+        server_errors=counts["server_errors"],
+        outages=counts["outages"],
+        other_errors=counts["other_errors"],
+        seconds=round(seconds, 2),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=50, help="per client")
-    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--scenario", choices=["shared", "race", "both"], default="both")
     parser.add_argument("--adapter", choices=["flask", "wsgi", "both"], default="both")
+    shared = parser.add_argument_group("shared sessions")
+    shared.add_argument("--clients", type=int, default=32)
+    shared.add_argument("--requests", type=int, default=50, help="per client")
+    shared.add_argument("--sessions", type=int, default=4)
+    racing = parser.add_argument_group("renewals racing log out everywhere")
+    racing.add_argument("--rounds", type=int, default=50)
+    racing.add_argument("--users", type=int, default=4)
+    racing.add_argument("--clients-per-user", type=int, default=3)
     parser.add_argument("--server-log", type=argparse.FileType("a"), help="gunicorn's error log")
     arguments = parser.parse_args()
     adapters = ["flask", "wsgi"] if arguments.adapter == "both" else [arguments.adapter]
-    reports = []
+    scenarios = ["shared", "race"] if arguments.scenario == "both" else [arguments.scenario]
+    reports: list[Report | RaceReport] = []
     with ExitStack() as stack:
         redis_url = os.environ.get("SCS_REDIS_URL") or stack.enter_context(RedisServer()).url
         for adapter in adapters:
             with serve(redis_url, adapter, server_log=arguments.server_log) as port:
-                reports.append(
-                    load(
-                        port,
-                        clients=arguments.clients,
-                        requests=arguments.requests,
-                        sessions=arguments.sessions,
-                        adapter=adapter,
+                if "shared" in scenarios:
+                    reports.append(
+                        load(
+                            port,
+                            clients=arguments.clients,
+                            requests=arguments.requests,
+                            sessions=arguments.sessions,
+                            adapter=adapter,
+                        )
                     )
-                )
+                if "race" in scenarios:
+                    reports.append(
+                        race(
+                            port,
+                            redis_url,
+                            rounds=arguments.rounds,
+                            users=arguments.users,
+                            clients_per_user=arguments.clients_per_user,
+                            adapter=adapter,
+                        )
+                    )
     for report in reports:
-        print(
-            f"{report.adapter:>5}: {report.requests_sent} requests in {report.seconds} s"
-            f" ({report.requests_per_second:.0f}/s) over {arguments.sessions} shared sessions;"
-            f" keys lost: {report.keys_lost} of {report.keys_expected};"
-            f" 5xx: {report.server_errors}; other errors: {report.other_errors}"
-        )
+        if isinstance(report, Report):
+            print(
+                f"{report.adapter:>5}: {report.requests_sent} requests in {report.seconds} s"
+                f" ({report.requests_per_second:.0f}/s) over {arguments.sessions} shared sessions;"
+                f" keys lost: {report.keys_lost} of {report.keys_expected};"
+                f" 5xx: {report.server_errors}; other errors: {report.other_errors}"
+            )
+        else:
+            print(
+                f"{report.adapter:>5} race: {report.rounds} rounds, {report.renewals} renewals,"
+                f" {report.logins} logins, {report.purges} purges, {report.writes} writes"
+                f" in {report.seconds} s; survivors: {report.survivors}"
+                f" (in {report.rounds_with_survivors} rounds; late logins: {report.late_logins});"
+                f" keys lost: {report.keys_lost};"
+                f" 5xx: {report.server_errors}; 503: {report.outages};"
+                f" other errors: {report.other_errors}"
+            )
         print(json.dumps({**asdict(report), "ok": report.ok}))
     return 0 if all(report.ok for report in reports) else 1
 
