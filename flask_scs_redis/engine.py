@@ -124,7 +124,7 @@ class SessionEngine:
     def load(
         self, state: SessionState, cookie_token: str | None
     ) -> tuple[SessionState, dict[Any, Any]]:
-        """Read a session's record: one GET, or one GETEX that slides the idle timeout."""
+        """Read a session's record: one GET, or one script that also slides the idle timeout."""
         now = now_ms()
         if cookie_token is None:
             return state.started(Status.LOADED, now, self._idle_ms), {}

@@ -93,9 +93,10 @@ def test_a_renewal_refused_for_memory_leaves_the_session_as_it_was(
 
 
 @pytest.mark.cluster
-def test_a_renewal_on_a_cluster_refused_for_memory_loses_nothing() -> None:
-    with RedisClusterServers(replicas_per_primary=0) as cluster:
-        app = build_flask_app(None, SCS_REDIS_URL=cluster.url)
+@pytest.mark.parametrize("min_replicas", [0, 1])
+def test_a_renewal_on_a_cluster_refused_for_memory_loses_nothing(min_replicas: int) -> None:
+    with RedisClusterServers(replicas_per_primary=min_replicas) as cluster:
+        app = build_flask_app(None, SCS_REDIS_URL=cluster.url, SCS_MIN_REPLICAS=min_replicas)
         client = app.test_client()
         client.get("/set", query_string={"key": "cart", "value": "apple"})
         token = cookie_token(client)
