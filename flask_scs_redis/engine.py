@@ -9,7 +9,6 @@ adapter (the Flask interface, the WSGI middleware) gets the same behaviour.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import random
@@ -19,7 +18,7 @@ from typing import Any
 
 from .changes import Changes, changes_since
 from .clock import milliseconds, now_ms
-from .errors import ConfigurationError, SessionConflictError, SessionStoreError
+from .errors import ConfigurationError, SessionConflictError
 from .options import Options, check
 from .record import CorruptRecordError, Record, read_record
 from .session import Session
@@ -216,25 +215,15 @@ class SessionEngine:
             outcome, saved_state, saved = self._save(state, values, fresh_token)
         except BaseException:
             if entry is not None:
-                with contextlib.suppress(SessionStoreError):
-                    self.users.withdraw(entry)
+                self.users.withdraw(entry)
             raise
         if outcome not in _WRITTEN:
             if entry is not None:
                 self.users.withdraw(entry)
             return outcome, saved_state, saved
         after = (self.users.user_of(saved), saved_state.key)
-        if entry is not None and after == (entry.user, key):
-            if not self.users.settle(entry):
-                # The user's sessions were ended while this one was written.
-                self.users.end(after[1] or "")
-                return Outcome.VANISHED, state, values
-            if entry.drop is None:
-                self.users.follow(before, (None, None), saved_state.deadline_ms)
-        else:  # not entered, or another request's values moved it elsewhere
-            if entry is not None:
-                self.users.withdraw(entry)
-            self.users.follow(before, after, saved_state.deadline_ms)
+        if not self.users.written(entry, before, after, saved_state.deadline_ms):
+            return Outcome.VANISHED, state, values  # its user's sessions were ended meanwhile
         if after[0] != saved_state.user:
             saved_state = saved_state._replace(user=after[0])
         return outcome, saved_state, saved

@@ -11,12 +11,17 @@ or the other, or enters the index after the taking, and was written after it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
 
+from .errors import SessionStoreError
 from .indexes import Indexes
 from .record import CorruptRecordError, read_record
 from .store import RedisStore
+
+logger = logging.getLogger("flask_scs_redis")
 
 #: Where a session is as the index sees it: (user, key), either may be None.
 Place = tuple[Optional[str], Optional[str]]
@@ -128,8 +133,43 @@ class UserIndex:
         return True
 
     def withdraw(self, entry: Entry) -> None:
-        """Take back an entry whose write did not happen."""
-        self.indexes.remove(entry.user, entry.session_id)
+        """Take back an entry whose write did not happen, if the store lets us.
+
+        A stale entry does no harm: listing prunes it, and it never counts
+        against the per-user limit.
+        """
+        with contextlib.suppress(SessionStoreError):
+            self.indexes.remove(entry.user, entry.session_id)
+
+    def written(self, entry: Entry | None, before: Place, after: Place, deadline_ms: int) -> bool:
+        """Bring the index in step with a write that landed; False if it must not count.
+
+        ``entry`` is what :meth:`enter` returned for it. False means the
+        user's sessions were ended while it was written: its record is
+        deleted again. The record is written, and its new token is the
+        client's only way to it, so when the store fails from here on (an
+        outage, or a permission taken away meanwhile) the failure is logged
+        and the write counts: a renewal or login must not
+        lose the session over its index. The entry entered ahead stays, so a
+        later "log out everywhere" still finds the session.
+        """
+        try:
+            if entry is not None and after == (entry.user, self.store.key_of(entry.session_id)):
+                if not self.settle(entry):
+                    with contextlib.suppress(SessionStoreError):
+                        self.end(after[1] or "")
+                    return False
+                if entry.drop is None:  # a new user for this session: leave the old one's index
+                    self.follow(before, (None, None), deadline_ms)
+            else:  # not entered, or another request's values moved it elsewhere
+                if entry is not None:
+                    self.withdraw(entry)
+                self.follow(before, after, deadline_ms)
+        except SessionStoreError as error:
+            logger.warning(
+                "a session was saved, but its user index could not be brought in step: %s", error
+            )
+        return True
 
     def follow(self, before: Place, after: Place, deadline_ms: int) -> None:
         """Move a session's entry as a write moved it, from ``before`` to ``after``.
