@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from flask_scs_redis import (
 )
 from flask_scs_redis.record import pack_record, unpack_record
 from flask_scs_redis.session import Session
+from flask_scs_redis.testing.topologies import RedisClusterServers
 
 from harness import edit_record, stored_sessions
 
@@ -80,11 +81,30 @@ def live_sessions_of(redis_client: redis.Redis, user: str) -> list[dict[Any, Any
 WRITES = ["renew", "login-renewed", "login-kept", "first-login"]
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterServers]:
+    with RedisClusterServers(replicas_per_primary=0) as servers:
+        yield servers
+
+
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.cluster)])
+def any_client(request: pytest.FixtureRequest, redis_client: redis.Redis) -> Iterator[Any]:
+    """A client of one server, or of a Cluster (where each step may hit another node)."""
+    if request.param == "single":
+        yield redis_client
+        return
+    client = request.getfixturevalue("cluster").client()
+    client.flushall()
+    yield client
+    client.close()
+
+
 @pytest.mark.parametrize("write", WRITES)
 @pytest.mark.parametrize("purge_at", ["before", "after"])
 def test_a_purge_that_overlaps_a_write_leaves_no_live_session(
-    redis_client: redis.Redis, write: str, purge_at: str
+    any_client: Any, write: str, purge_at: str
 ) -> None:
+    redis_client = any_client
     store = SteppingStore(redis_client)
     engine = SessionEngine(store, renew_on_login=write != "login-kept")
     admin = SessionAdmin(store)
