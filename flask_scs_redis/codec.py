@@ -199,12 +199,16 @@ def encode(values: dict[Any, Any]) -> bytes:
     return msgpack.packb(wire, use_bin_type=True)
 
 
+class _UndecodableError(ValueError):
+    """A decoding failure whose message is the codec's own, free of the data."""
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     decode_ext = _DECODERS.get(code)
     if decode_ext is None:
-        raise ValueError(f"unknown msgpack extension type {code}")
+        raise _UndecodableError(f"unknown msgpack extension type {code}")
     if _nesting.depth >= MAX_EXTENSION_DEPTH:
-        raise ValueError(f"extension types nested more than {MAX_EXTENSION_DEPTH} deep")
+        raise _UndecodableError(f"extension types nested more than {MAX_EXTENSION_DEPTH} deep")
     _nesting.depth += 1
     try:
         return decode_ext(data)
@@ -223,10 +227,12 @@ def decode(data: bytes) -> dict[Any, Any]:
     """
     try:
         values = _unpack(data)
-    except ValueError:
+    except _UndecodableError:
         raise
     except Exception as exc:  # msgpack and the decoders raise many kinds
-        raise ValueError(f"undecodable session values: {exc!r}") from exc
+        # Their messages may quote the data (msgpack's ExtraData holds it all):
+        # the type is enough, and the data must reach no log.
+        raise ValueError(f"undecodable session values ({type(exc).__name__})") from None
     if type(values) is not dict:
         raise ValueError("encoded session values are not a map")
     return values

@@ -42,6 +42,13 @@ class Record(NamedTuple):
     #: The bytes that begin the stored record, up to its revision (not stored apart).
     tag: bytes = b""
 
+    def __repr__(self) -> str:
+        # The values are the session's; a repr that reaches a log shows their size only.
+        return (
+            f"Record(revision={self.revision}, deadline_ms={self.deadline_ms},"
+            f" values=<{len(self.values)} bytes>)"
+        )
+
 
 def pack_record(record: Record) -> tuple[bytes, bytes]:
     """Return the bytes stored for ``record``, and their tag."""
@@ -73,8 +80,8 @@ def unpack_record(blob: bytes) -> Record:
     """
     try:
         fields = msgpack.unpackb(blob, raw=False, use_list=False)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise CorruptRecordError(f"not msgpack: {exc!r}") from exc
+    except Exception as exc:  # msgpack raises several unrelated types, some holding the data
+        raise CorruptRecordError(f"not msgpack ({type(exc).__name__})") from None
     if type(fields) is not tuple or len(fields) < _REQUIRED_FIELDS or len(fields) > 15:
         raise CorruptRecordError("not a session record")
     version, revision, deadline_ms, created_ms, values = fields[:_REQUIRED_FIELDS]

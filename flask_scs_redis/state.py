@@ -85,6 +85,13 @@ class SessionState(NamedTuple):
     #: This request's description: the stored one, unless the request set its own.
     description: str | None
 
+    def __repr__(self) -> str:
+        # Never the token, the key (a token, without hashing) or the values.
+        return (
+            f"SessionState(status={self.status.value}, revision={self.revision},"
+            f" user={self.user!r}, deadline_ms={self.deadline_ms})"
+        )
+
     @staticmethod
     def unloaded(lifetime_ms: int) -> SessionState:
         """The state of a session before its first use."""

@@ -24,6 +24,7 @@ from flask_scs_redis import (
     SessionStoreError,
     SessionStoreUnavailable,
 )
+from flask_scs_redis.record import read_record
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.testing.topologies import RedisClusterServers
 
@@ -296,3 +297,33 @@ def test_the_cli_refuses_a_lock_key_as_a_session_id(own_client: redis.Redis) -> 
     assert "no session" in result.output
     assert own_client.exists(key.decode() + ":lock") == 1
     assert own_client.exists(key) == 1
+
+
+def test_unreadable_records_and_reprs_show_no_token_and_no_value(
+    own_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(own_client, hash_tokens=False)
+    engine = SessionEngine(store)
+    session = engine.open(None, lifetime=DAY)
+    session[MARKER] = MARKER
+    engine.commit(session)
+    token = session.token
+    assert token is not None
+    state, _ = engine.open(token, lifetime=DAY)._snapshot()
+    loaded, _ = engine.load(state, token)
+    blob = own_client.get(store.key_for(token))
+    assert blob is not None
+    record, _ = read_record(blob)
+    for shown in (repr(loaded), repr(record)):
+        assert token not in shown and MARKER not in shown
+    # msgpack's ExtraData carries the whole record in its repr; a decoder's
+    # error may quote the value. Neither reaches the log of a deleted record.
+    for corrupt in (
+        blob + MARKER.encode(),
+        blob.replace(MARKER.encode(), b"\xd7\x05" + b"x" * 8, 1),
+    ):
+        own_client.set(store.key_for(token), corrupt)
+        with caplog.at_level(logging.DEBUG):
+            assert dict(engine.open(token, lifetime=DAY)) == {}
+        assert "unreadable" in caplog.text
+        assert token not in caplog.text and MARKER not in caplog.text
