@@ -327,3 +327,15 @@ def test_unreadable_records_and_reprs_show_no_token_and_no_value(
             assert dict(engine.open(token, lifetime=DAY)) == {}
         assert "unreadable" in caplog.text
         assert token not in caplog.text and MARKER not in caplog.text
+
+
+def test_without_hashed_tokens_log_out_others_keeps_this_session(own_client: redis.Redis) -> None:
+    app = build_flask_app(own_client, SCS_HASH_TOKENS=False)
+    mine, other = app.test_client(), app.test_client()
+    for client in (mine, other):
+        client.get("/set", query_string={"key": "_user_id", "value": "42"})
+    assert mine.get("/mine").text.count("*") == 1  # this one is marked current
+    assert mine.get("/log-out-others").text == "1"
+    assert mine.get("/read").status_code == 200
+    assert mine.get("/mine").text.endswith("*")
+    assert other.get("/mine").text == ""
