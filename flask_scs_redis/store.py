@@ -189,29 +189,26 @@ class RedisStore:
         Only if ``key`` still holds the revision ``expected``; the answer is
         about ``key``, and unless it is done nothing is left at ``new_key``.
         On one server it is one script, which writes before it deletes, so a
-        refused write (OOM) leaves ``key`` as it was. On a Cluster the keys
-        may live on different primaries: ``new_key`` is written first and
-        ``key`` deleted second, and should the second step fail or find
-        ``key`` changed, ``new_key`` is deleted again.
+        refused write (OOM) leaves ``key`` as it was. On a Cluster, where the
+        keys may live on different primaries, and when replicas must
+        acknowledge, ``new_key`` is written (and acknowledged) first and
+        ``key`` deleted second; should the second step fail or find ``key``
+        changed, ``new_key`` is deleted again. Once the new record is
+        acknowledged, a delete of the old one that fewer replicas acknowledge
+        still counts: failing the move then would leave the client with a
+        token whose record the primary has already deleted.
         """
-        if not self._cluster:
+        if not (self._cluster or self.min_replicas):
             with translated_errors():
-                if not self.min_replicas:
-                    answer = self._move(keys=[key, new_key], args=[expected, record, expiry_ms])
-                else:
-                    (answer,) = self._durably(
-                        key,
-                        lambda pipe: pipe.eval(MOVE, 2, key, new_key, expected, record, expiry_ms),
-                        unless=lambda answer: answer != 1,
-                    )
+                answer = self._move(keys=[key, new_key], args=[expected, record, expiry_ms])
             return Write.from_answer(answer)
-        with translated_errors():
-            if self.min_replicas:
-                self._durably(new_key, lambda pipe: pipe.set(new_key, record, pxat=expiry_ms))
-            else:
-                self.client.set(new_key, record, pxat=expiry_ms)
         try:
-            write = self._compare_and_set_at(key, expected, b"", 0)
+            with translated_errors():
+                if self.min_replicas:
+                    self._durably(new_key, lambda pipe: pipe.set(new_key, record, pxat=expiry_ms))
+                else:
+                    self.client.set(new_key, record, pxat=expiry_ms)
+            write = self._compare_and_set_at(key, expected, b"", 0, acknowledged=False)
         except BaseException:
             self._forget(new_key)
             raise
@@ -226,8 +223,9 @@ class RedisStore:
             self.delete(key)
 
     def _compare_and_set_at(
-        self, key: str, expected: bytes, record: bytes, expiry_ms: int
+        self, key: str, expected: bytes, record: bytes, expiry_ms: int, *, acknowledged: bool = True
     ) -> Write:
+        # With acknowledged=False, replicas are waited for but their count is not required.
         with translated_errors():
             if not self.min_replicas:
                 answer = self._compare_and_set(keys=[key], args=[expected, record, expiry_ms])
@@ -235,7 +233,7 @@ class RedisStore:
                 (answer,) = self._durably(
                     key,
                     lambda pipe: pipe.eval(COMPARE_AND_SET, 1, key, expected, record, expiry_ms),
-                    unless=lambda answer: answer != 1,
+                    unless=lambda answer: answer != 1 or not acknowledged,
                 )
         return Write.from_answer(answer)
 

@@ -339,3 +339,26 @@ def test_without_hashed_tokens_log_out_others_keeps_this_session(own_client: red
     assert mine.get("/read").status_code == 200
     assert mine.get("/mine").text.endswith("*")
     assert other.get("/mine").text == ""
+
+
+def test_a_renewal_its_replica_does_not_acknowledge_leaves_the_session_as_it_was(
+    fresh_redis_server: RedisServer, own_client: redis.Redis
+) -> None:
+    replica = with_replica(fresh_redis_server)
+    try:
+        app = build_flask_app(own_client, SCS_MIN_REPLICAS=1, SCS_REPLICA_TIMEOUT=0.2)
+        client = app.test_client()
+        client.get("/set", query_string={"key": "cart", "value": "apple"})
+        (key,) = stored_keys(own_client)
+        before = own_client.get(key)
+        replica.pause()
+        try:
+            assert client.get("/renew").status_code == 503
+        finally:
+            replica.resume()
+        assert stored_keys(own_client) == [key]  # the unacknowledged copy was taken back
+        assert own_client.get(key) == before
+        assert client.get("/renew").status_code == 200
+        assert stored_values(own_client)["cart"] == "apple"
+    finally:
+        replica.close()
