@@ -6,6 +6,8 @@ import time
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -212,3 +214,30 @@ def test_take_deletes_and_returns_the_record(redis_client: redis.Redis) -> None:
     store.create(key, record(7), in_a_minute())
     assert store.take(key) == record(7)
     assert store.take(key) is None
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    revision=st.integers(0, 2**64 - 1),
+    # Not within 100 ms of now, where the script's clock and the test's may disagree.
+    ahead_ms=st.one_of(st.integers(-(2**40), -100), st.integers(100, 2**40)),
+    idle_ms=st.integers(1, 2**32),
+)
+def test_the_read_script_finds_the_deadline_of_every_record(
+    redis_client: redis.Redis, revision: int, ahead_ms: int, idle_ms: int
+) -> None:
+    """Lua reads the deadline from the record's first bytes, however msgpack wrote them."""
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    now = int(time.time() * 1000)
+    deadline = max(now + ahead_ms, 0)
+    blob = pack_record(Record(revision, deadline, 0, b"\x80"))[0]
+    redis_client.set(key, blob, px=10**12)
+    assert store.find(key, idle_expiry_ms=now + idle_ms) == blob
+    ttl = redis_client.pttl(key)
+    if deadline <= now:
+        assert ttl > 10**11  # past its deadline: not touched
+    else:
+        assert ttl <= min(deadline, now + idle_ms) - now
