@@ -149,9 +149,9 @@ class UserIndex:
         deleted again. The record is written, and its new token is the
         client's only way to it, so when the store fails from here on (an
         outage, or a permission taken away meanwhile) the failure is logged
-        and the write counts: a renewal or login must not
-        lose the session over its index. The entry entered ahead stays, so a
-        later "log out everywhere" still finds the session.
+        and the write counts: a renewal or login must not lose the session
+        over its index. The entry entered ahead stays, so a later "log out
+        everywhere" still finds the session.
         """
         try:
             if entry is not None and after == (entry.user, self.store.key_of(entry.session_id)):
