@@ -72,7 +72,11 @@ def list_command(user: str | None, as_json: bool) -> None:
             )
 
 
-@scs_command.command("show")
+# Ids are base64url, so one in 32 begins with "-": take it as the id, not an option.
+_TAKES_AN_ID = {"ignore_unknown_options": True}
+
+
+@scs_command.command("show", context_settings=_TAKES_AN_ID)
 @click.argument("session_id")
 @with_appcontext
 def show_command(session_id: str) -> None:
@@ -86,7 +90,7 @@ def show_command(session_id: str) -> None:
         click.echo(f"  {key!r}: {value!r}")
 
 
-@scs_command.command("delete")
+@scs_command.command("delete", context_settings=_TAKES_AN_ID)
 @click.argument("session_id")
 @with_appcontext
 def delete_command(session_id: str) -> None:
