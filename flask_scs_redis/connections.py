@@ -33,7 +33,9 @@ def client_from_url(url: str, *, timeout: float, retries: int, **client_kwargs: 
 
     The client gives up on a connect or a reply after ``timeout`` seconds and
     retries a refused or dropped connection ``retries`` times with a short
-    exponential backoff; a timeout is not retried. ``client_kwargs`` win over
+    exponential backoff; a timeout is not retried. A database the server
+    does not have is refused when a connection is made, with a
+    :class:`ConfigurationError` that names it. ``client_kwargs`` win over
     these.
 
     :raises ConfigurationError: the URL cannot be used.
@@ -52,9 +54,11 @@ def client_from_url(url: str, *, timeout: float, retries: int, **client_kwargs: 
     try:
         if scheme in ("redis+cluster", "rediss+cluster"):
             return _cluster(url, options)
+        # A Cluster has database 0 only, and calls a connect hook after its own.
+        checked = {"redis_connect_func": _select_checked, **options}
         if scheme in ("redis+sentinel", "rediss+sentinel"):
-            return _sentinel_primary(url, options)
-        return redis.Redis.from_url(url, **options)
+            return _sentinel_primary(url, checked)
+        return redis.Redis.from_url(url, **checked)
     except (ValueError, IndexError) as exc:
         raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
 
@@ -110,6 +114,43 @@ def _sentinel_primary(url: str, options: dict[str, Any]) -> Any:
     return sentinel.master_for(segments[0], db=db)  # type: ignore[no-untyped-call]
 
 
+# What Redis answers a SELECT of a database it does not have.
+_NO_DATABASE = "DB index is out of range"
+
+
+def _select_checked(connection: Any) -> None:
+    """Set a new connection up as redis-py does, but refuse a database the server lacks.
+
+    That is the URL at fault, not the server's health, so it is no outage.
+    """
+    try:
+        connection.on_connect()
+    except redis.exceptions.ResponseError as exc:
+        if not str(exc).endswith(_NO_DATABASE):
+            raise
+        databases = _database_count(connection)
+        # redis-py keeps the socket of a hook that raises anything but its own
+        # errors: dropped, so the next command cannot run in database 0.
+        connection.disconnect()
+        where = getattr(connection, "path", None) or f"{connection.host}:{connection.port}"
+        has = f" (it has databases 0-{databases - 1})" if databases else ""
+        raise ConfigurationError(
+            f"database {connection.db} does not exist on {where}{has}:"
+            " fix the database number in the Redis URL"
+        ) from exc
+
+
+def _database_count(connection: Any) -> int | None:
+    """How many databases the server has, or None if it will not say (CONFIG may be denied)."""
+    try:
+        connection.send_command("CONFIG", "GET", "databases")
+        reply = connection.read_response()
+        values = list(reply.values()) if isinstance(reply, dict) else reply[1::2]  # RESP3, RESP2
+        return int(values[0])
+    except (redis.exceptions.RedisError, ValueError, IndexError, TypeError):
+        return None
+
+
 # Refusals that pass once the server is itself again: out of memory
 # (noeviction), a replica where a primary should be, loading, a Cluster
 # failing over, a script running too long.
@@ -158,13 +199,19 @@ def translated_errors() -> Iterator[None]:
     """Re-raise redis-py errors as this package's store errors.
 
     A lost connection, a timeout and a transient refusal (OOM, READONLY,
-    LOADING, a Cluster failing over) are :class:`SessionStoreUnavailable`;
+    LOADING, a Cluster failing over) are :class:`SessionStoreUnavailable`; a
+    database the server does not have is :class:`ConfigurationError`;
     anything else, such as a missing ACL permission, is
     :class:`SessionStoreError` with what Redis said. No message carries a
     command's arguments.
     """
     try:
         yield
+    except redis.exceptions.AuthenticationError as exc:
+        raise SessionStoreUnavailable(
+            f"the session store refused to authenticate: {_plain(exc)}"
+            " (check the user and password in the Redis URL)"
+        ) from exc
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         raise SessionStoreUnavailable(
             f"the session store cannot be reached: {_plain(exc)}"
@@ -177,6 +224,11 @@ def translated_errors() -> Iterator[None]:
         ) from exc
     except redis.exceptions.RedisError as exc:
         said = _plain(exc)
+        if said.endswith(_NO_DATABASE):  # from a ready client; see _select_checked
+            raise ConfigurationError(
+                f"the Redis client selects a database the server does not have ({said}):"
+                " fix the client's db"
+            ) from exc
         if isinstance(exc, _TRANSIENT) or said.startswith(_TRANSIENT_CODES):
             raise SessionStoreUnavailable(
                 f"the session store refused the command for now: {said}"

@@ -14,7 +14,9 @@ class SessionError(Exception):
 class ConfigurationError(SessionError, ValueError):
     """A configuration value is missing, of the wrong type or out of range.
 
-    Raised once, at set-up, never per request.
+    Raised at set-up. A value only the server can judge (a database index it
+    lacks), or a Flask lifetime changed after ``init_app``, is refused when
+    first used, and then on each use until it is fixed; it is never a 503.
     """
 
 

@@ -23,9 +23,17 @@ from .errors import ConfigurationError
 #: ``PERMANENT_SESSION_LIFETIME``): a day, as in SCS.
 DEFAULT_LIFETIME = timedelta(hours=24)
 
+#: The longest duration any option takes: 100 years. A deadline past the
+#: year 9999 is no datetime (no cookie ``Expires``, no ``session.expires``),
+#: and a socket timeout past 2**63 ns (292 years) overflows; within the bound
+#: both hold until the year 9899, and it refuses nothing a real app needs.
+MAX_DURATION = timedelta(days=36525)
+
 # RFC 6265 cookie-name: an RFC 7230 token.
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+# Flask's lifetime, used where SCS_LIFETIME is unset.
+_FLASK_LIFETIME = "PERMANENT_SESSION_LIFETIME"
 
 _Check = Callable[[str, Any], Any]
 
@@ -33,7 +41,8 @@ _Check = Callable[[str, Any], Any]
 def duration(name: str, value: Any) -> timedelta:
     """Return ``value`` (a timedelta or a number of seconds) as a positive timedelta.
 
-    :raises ConfigurationError: the value is not a positive, finite duration.
+    :raises ConfigurationError: the value is not a positive duration of at
+        most :data:`MAX_DURATION`.
     """
     if isinstance(value, timedelta):
         result = value
@@ -48,6 +57,10 @@ def duration(name: str, value: Any) -> timedelta:
         )
     if result <= timedelta(0):
         raise ConfigurationError(f"{name} must be positive, not {value!r}")
+    if result > MAX_DURATION:
+        raise ConfigurationError(
+            f"{name} must be at most 100 years (timedelta(days=36525)), not {value!r}"
+        )
     return result
 
 
@@ -188,6 +201,9 @@ class Options:
     def from_config(cls, config: Mapping[str, Any]) -> Options:
         """Check the ``SCS_*`` keys of a Flask app's ``config``, over the defaults.
 
+        Without ``SCS_LIFETIME``, Flask's ``PERMANENT_SESSION_LIFETIME`` is
+        checked too, as it stands in.
+
         :raises ConfigurationError: a value is not valid; the message names its key.
         """
         values, labels = {}, {}
@@ -195,7 +211,10 @@ class Options:
             key = option.metadata["config"]
             if key is not None and key in config:
                 values[option.name], labels[option.name] = config[key], key
-        return cls._checked(values, labels)
+        options = cls._checked(values, labels)
+        if options.lifetime is None and _FLASK_LIFETIME in config:
+            duration(_FLASK_LIFETIME, config[_FLASK_LIFETIME])
+        return options
 
     @classmethod
     def _checked(cls, values: Mapping[str, Any], labels: Mapping[str, str]) -> Options:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import redis
 from flask import Flask
 
-from flask_scs_redis import ConfigurationError, RedisSessions
+from flask_scs_redis import ConfigurationError, RedisSessions, RedisStore
+from flask_scs_redis.options import MAX_DURATION
 from flask_scs_redis.testing import RedisServer
 
 from harness import MakeApp, store_of
+from views import build_flask_app
 
 
 def test_defaults() -> None:
@@ -56,8 +58,6 @@ def test_prefix_and_unhashed_tokens_shape_the_keys(
 def test_lifetime_defaults_to_permanent_session_lifetime_read_at_request_time(
     make_app: MakeApp,
 ) -> None:
-    from datetime import datetime, timezone
-
     app = make_app()
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=5)
     client = app.test_client()
@@ -84,6 +84,12 @@ def test_lifetime_defaults_to_permanent_session_lifetime_read_at_request_time(
         ("SCS_HASH_TOKENS", "yes", "SCS_HASH_TOKENS must be True or False"),
         ("SCS_KEY_PREFIX", b"bytes:", "SCS_KEY_PREFIX must be a str"),
         ("SCS_REDIS_URL", "http://example.test", "invalid Redis URL"),
+        ("SCS_LIFETIME", timedelta.max, "SCS_LIFETIME must be at most 100 years"),
+        ("SCS_IDLE_TIMEOUT", 10**10, "SCS_IDLE_TIMEOUT must be at most 100 years"),
+        ("SCS_REDIS_TIMEOUT", timedelta.max, "SCS_REDIS_TIMEOUT must be at most 100 years"),
+        ("SCS_REPLICA_TIMEOUT", timedelta.max, "SCS_REPLICA_TIMEOUT must be at most 100 years"),
+        ("PERMANENT_SESSION_LIFETIME", timedelta.max, "PERMANENT_SESSION_LIFETIME must be at"),
+        ("PERMANENT_SESSION_LIFETIME", 0, "PERMANENT_SESSION_LIFETIME must be positive"),
     ],
 )
 def test_an_invalid_value_fails_at_init_app_with_a_clear_message(
@@ -93,6 +99,77 @@ def test_an_invalid_value_fails_at_init_app_with_a_clear_message(
     app.config[key] = value
     with pytest.raises(ConfigurationError, match=message):
         RedisSessions(app)
+
+
+def test_permanent_session_lifetime_is_not_checked_when_scs_lifetime_wins() -> None:
+    app = Flask(__name__)
+    app.config.update(SCS_LIFETIME=3600, PERMANENT_SESSION_LIFETIME=timedelta.max)
+    RedisSessions(app)  # Flask's lifetime is not used, so not refused
+
+
+def test_the_longest_lifetime_gives_a_cookie_that_expires_in_a_hundred_years(
+    make_app: MakeApp,
+) -> None:
+    client = make_app(SCS_LIFETIME=MAX_DURATION).test_client()
+    response = client.get("/permanent")
+    expires = client.get_cookie("session").expires  # type: ignore[union-attr]
+    assert response.status_code == 200
+    assert expires is not None
+    assert expires.year >= datetime.now(timezone.utc).year + 99
+
+
+def test_a_lifetime_changed_after_init_app_fails_the_request_with_a_clear_message(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta.max
+    with pytest.raises(ConfigurationError, match="PERMANENT_SESSION_LIFETIME must be at most"):
+        app.test_client().get("/permanent")
+
+
+def test_a_database_the_server_lacks_is_a_configuration_error_that_names_it(
+    redis_server: RedisServer,
+) -> None:
+    port = redis_server.port
+    app = build_flask_app(None, SCS_REDIS_URL=f"redis://127.0.0.1:{port}/99")
+    message = rf"^database 99 does not exist on 127\.0\.0\.1:{port} \(it has databases 0-15\): fix"
+    with pytest.raises(ConfigurationError, match=message):
+        app.test_client().get("/incr")
+
+
+def test_a_server_that_hides_its_config_still_gets_the_database_named(
+    fresh_redis_server: RedisServer,
+) -> None:
+    fresh_redis_server.client().execute_command("ACL", "SETUSER", "default", "-config")
+    store = RedisStore.from_url(fresh_redis_server.url.replace("/0", "/99"))
+    with pytest.raises(ConfigurationError, match=r"database 99 does not exist on [\d.:]+: fix"):
+        store.find("scs:session:x")
+
+
+def test_a_database_the_server_lacks_answers_500_not_503(redis_server: RedisServer) -> None:
+    app = build_flask_app(None, SCS_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/99")
+    app.testing = False
+    response = app.test_client().get("/incr")
+    assert response.status_code == 500
+    assert "Retry-After" not in response.headers
+
+
+def test_a_client_on_a_database_the_server_lacks_is_a_configuration_error(
+    redis_server: RedisServer,
+) -> None:
+    store = RedisStore(redis_server.client(db=99))
+    with pytest.raises(ConfigurationError, match="a database the server does not have"):
+        store.find("scs:session:x")
+
+
+def test_a_database_the_server_lacks_is_refused_on_every_connection(
+    redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{redis_server.port}/99")
+    for _ in range(3):  # a connection whose SELECT failed must not go on in database 0
+        with pytest.raises(ConfigurationError, match="database 99 does not exist"):
+            store.create("scs:session:x", b"record", expiry_ms=2**42)
+    assert redis_client.dbsize() == 0
 
 
 def test_a_client_that_decodes_responses_is_refused(redis_server: RedisServer) -> None:

@@ -17,6 +17,7 @@ from flask_scs_redis import (
     SessionEngine,
     SessionMiddleware,
 )
+from flask_scs_redis.options import MAX_DURATION
 
 
 @pytest.mark.parametrize(
@@ -48,6 +49,7 @@ def test_every_front_end_takes_its_defaults_from_options(callable_: Any, skip: s
         ({"user_key": 5}, "user_key must be a str"),
         ({"renew_on_login": "yes"}, "renew_on_login must be True or False"),
         ({"max_sessions_per_user": 0}, "max_sessions_per_user must be a whole number above"),
+        ({"idle_timeout": timedelta.max}, "idle_timeout must be at most 100 years"),
     ],
 )
 def test_the_engine_refuses_invalid_arguments_given_directly(
@@ -80,6 +82,7 @@ def test_the_engine_keeps_what_it_checked(redis_client: redis.Redis) -> None:
         ({"hash_tokens": "yes"}, "hash_tokens must be True or False"),
         ({"min_replicas": -1}, "min_replicas must be a whole number from zero up"),
         ({"replica_timeout": 0}, "replica_timeout must be positive"),
+        ({"replica_timeout": timedelta.max}, "replica_timeout must be at most 100 years"),
     ],
 )
 def test_the_store_refuses_invalid_arguments_given_directly(
@@ -94,11 +97,34 @@ def test_the_store_refuses_invalid_arguments_given_directly(
     [
         ({"timeout": 0}, "timeout must be positive"),
         ({"retries": -1}, "retries must be a whole number from zero up"),
+        ({"timeout": timedelta.max}, "timeout must be at most 100 years"),
+        ({"timeout": 10**10}, "timeout must be at most 100 years"),
     ],
 )
 def test_from_url_refuses_invalid_arguments(arguments: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RedisStore.from_url("redis://127.0.0.1:1/0", **arguments)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"lifetime": timedelta.max}, {"idle_timeout": timedelta.max}],
+    ids=["lifetime", "idle_timeout"],
+)
+def test_the_middleware_refuses_a_duration_too_long_to_work(
+    redis_client: redis.Redis, arguments: dict[str, Any]
+) -> None:
+    name = next(iter(arguments))
+    with pytest.raises(ConfigurationError, match=rf"^{name} must be at most 100 years"):
+        SessionMiddleware(lambda environ, start_response: [], RedisStore(redis_client), **arguments)
+
+
+def test_every_duration_has_the_same_bound_and_the_bound_itself_is_allowed() -> None:
+    durations = ["timeout", "replica_timeout", "lifetime", "idle_timeout"]
+    assert Options.from_keywords(**dict.fromkeys(durations, MAX_DURATION)).lifetime == MAX_DURATION
+    for name in durations:
+        with pytest.raises(ConfigurationError, match=f"^{name} must be at most 100 years"):
+            Options.from_keywords(**{name: MAX_DURATION + timedelta(microseconds=1)})
 
 
 def test_options_name_the_setting_as_the_caller_spelled_it() -> None:
