@@ -88,7 +88,10 @@ class SessionCookie(NamedTuple):
         if self.vary:
             vary_on_cookie(headers)
         if self.set_cookie is not None:
-            headers["Cache-Control"] = no_cache_set_cookie(headers.get("Cache-Control"))
+            cache_control = _joined(headers, "Cache-Control")
+            merged = no_cache_set_cookie(cache_control)
+            if merged != cache_control:
+                headers["Cache-Control"] = merged
 
 
 #: Leave the cookie alone, and the response too: the session was not used.
@@ -119,11 +122,15 @@ def session_cookie(
 
 
 def persistent_expiry(session: Session) -> datetime | None:
-    """When a permanent session's cookie expires: the deadline, or sooner when idle.
+    """When a permanent session's cookie expires: the session's absolute deadline.
 
-    Non-permanent sessions get a browser-session cookie (None).
+    Not the idle expiry: reads slide that in Redis without resending the
+    cookie, so a cookie set to it could expire while the server still keeps
+    the session. The server enforces the idle timeout; the cookie only never
+    outlives the deadline. Non-permanent sessions get a browser-session
+    cookie (None).
     """
-    return session.expires if session.permanent else None
+    return session.deadline if session.permanent else None
 
 
 def max_age_until(expires: datetime | None) -> int | None:
@@ -136,9 +143,19 @@ def max_age_until(expires: datetime | None) -> int | None:
     return max(0, math.floor(expires.timestamp() - time.time()))
 
 
+def _joined(headers: Headers, name: str) -> str | None:
+    """All lines of the header ``name`` as one value, as HTTP allows; None if absent."""
+    lines = headers.getlist(name)
+    return ", ".join(lines) if lines else None
+
+
 def vary_on_cookie(headers: Headers) -> None:
-    """Add ``Cookie`` to the Vary header, keeping what the app put there."""
-    current = headers.get("Vary")
+    """Add ``Cookie`` to the Vary header, keeping every field the app put there.
+
+    The app may have sent Vary on several lines: they are read together, and
+    written back as one line only when ``Cookie`` must be added.
+    """
+    current = _joined(headers, "Vary")
     if not current:
         headers["Vary"] = "Cookie"
         return

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, g
 from flask.sessions import SessionInterface, SessionMixin
-from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.datastructures import Headers
 
 from .cookies import CookieSettings, persistent_expiry, session_cookie
 from .engine import SessionEngine
-from .errors import SessionStoreUnavailable
+from .errors import SessionError, SessionStoreUnavailable
+from .options import duration
+from .outages import BODY, STATUS, log_outage, outage_headers
 from .session import Session
 from .tokens import is_well_formed
-
-logger = logging.getLogger("flask_scs_redis")
 
 
 class RedisSessionInterface(SessionInterface):
@@ -48,20 +47,31 @@ class RedisSessionInterface(SessionInterface):
         self.retry_after = retry_after
 
     def unavailable_response(self, error: SessionStoreUnavailable) -> Response:
-        """The 503 answer, with ``Retry-After``, to a request the store failed.
+        """The 503 answer to a request the store failed: a fresh response.
 
-        The cause is logged as a warning on the ``flask_scs_redis`` logger.
+        It has ``Retry-After``, ``Cache-Control: no-store`` and a short body,
+        and nothing of the view's response. The cause is logged as a warning
+        on the ``flask_scs_redis`` logger, once per cause and interval.
         """
-        logger.warning("session store unavailable, answering 503: %s", error)
-        unavailable = ServiceUnavailable(
-            "Sessions are unavailable for a moment. Please try again shortly.",
-            retry_after=self.retry_after,
-        )
-        return unavailable.get_response()  # type: ignore[return-value]
+        log_outage(error)
+        response = self._fresh_503()
+        g._scs_outage = response  # after_request may add to it; save_session takes that back
+        return response
+
+    def _fresh_503(self) -> Response:
+        response = Response(BODY, status=STATUS)
+        response.headers = Headers(outage_headers(self.retry_after or 0))
+        return response
 
     def get_session_lifetime(self, app: Flask) -> timedelta:
-        """The absolute lifetime of new sessions."""
-        return self.lifetime if self.lifetime is not None else app.permanent_session_lifetime
+        """The absolute lifetime of new sessions.
+
+        :raises ConfigurationError: ``PERMANENT_SESSION_LIFETIME``, changed
+            after ``init_app``, cannot work (see :data:`.options.MAX_DURATION`).
+        """
+        if self.lifetime is not None:
+            return self.lifetime
+        return duration("PERMANENT_SESSION_LIFETIME", app.permanent_session_lifetime)
 
     def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
         """When a permanent session's cookie expires: the deadline, or sooner when idle.
@@ -95,18 +105,27 @@ class RedisSessionInterface(SessionInterface):
         )
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        """Commit the session and set, refresh or delete the cookie."""
+        """Commit the session and set, refresh or delete the cookie.
+
+        Should the commit fail, the response becomes what the app's error
+        handler for that error makes (the 503 for an outage, unless
+        ``retry_after`` is None), or the error propagates. Either way the
+        commit is not tried again when Flask finalizes its error response.
+        """
         assert isinstance(session, Session), "the session was not opened by this interface"
+        if g.get("_scs_outage") is response:
+            _become(response, self._fresh_503())
+            return
+        if g.get("_scs_save_failed"):
+            return  # Flask's error path: the save failed once, and once is enough
         try:
             outcome = self.engine.commit(session)
-        except SessionStoreUnavailable as error:
-            if self.retry_after is None:
-                raise
-            # Too late for an error handler: turn the response itself into a 503.
-            unavailable = self.unavailable_response(error)
-            response.status = unavailable.status
-            response.headers.update(unavailable.headers)
-            response.set_data(unavailable.get_data())
+        except SessionError as error:
+            g._scs_save_failed = True
+            if isinstance(error, SessionStoreUnavailable) and self.retry_after is not None:
+                _become(response, self.unavailable_response(error))
+            else:  # the app's own handler, as for a failure in the view; else it propagates
+                _become(response, app.make_response(app.handle_user_exception(error)))
             return
         session_cookie(
             outcome,
@@ -115,3 +134,15 @@ class RedisSessionInterface(SessionInterface):
             lambda session: self.should_set_cookie(app, session),
             lambda session: self.get_expiration_time(app, session),
         ).apply(response.headers)
+
+
+def _become(response: Response, replacement: Response) -> None:
+    """Make ``response`` into ``replacement`` in place: status, headers and body.
+
+    ``save_session`` cannot return a new response, and none of the old one's
+    headers may survive (its caching, ``ETag``, encoding, other cookies).
+    """
+    response.status = replacement.status
+    response.headers = Headers(replacement.headers)
+    response.direct_passthrough = False
+    response.set_data(replacement.get_data())

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -18,8 +19,9 @@ from .cookies import (
     session_cookie,
 )
 from .engine import SessionEngine
-from .errors import ConfigurationError, SessionError
+from .errors import ConfigurationError, SessionError, SessionStoreUnavailable
 from .options import DEFAULT_LIFETIME, Options
+from .outages import BODY, STATUS, log_outage, outage_headers
 from .session import Session
 from .state import Outcome
 from .store import RedisStore
@@ -67,6 +69,11 @@ class SessionMiddleware:
         (True), as Flask's ``SESSION_REFRESH_EACH_REQUEST``.
     ``environ_key``
         Where the application finds its :class:`Session` (``"scs.session"``).
+    ``retry_after``, ``propagate_unavailable``
+        While the store is down, a request that uses the session gets a fresh
+        503 with ``Retry-After: 5`` (also when the app turned the outage into
+        its own 500); with ``propagate_unavailable=True`` the
+        :class:`SessionStoreUnavailable` reaches the WSGI server instead.
     ``user_key``, ``renew_on_login``, ``max_sessions_per_user``
         The per-user index, as the Flask keys ``SCS_USER_KEY`` and so on:
         ``"_user_id"``, True, None. Administer it with :class:`SessionAdmin`.
@@ -102,6 +109,8 @@ class SessionMiddleware:
         user_key: str | None = Options.user_key,
         renew_on_login: bool = Options.renew_on_login,
         max_sessions_per_user: int | None = Options.max_sessions_per_user,
+        retry_after: int = Options.retry_after,
+        propagate_unavailable: bool = Options.propagate_unavailable,
     ) -> None:
         if not callable(app):
             raise ConfigurationError(f"app must be a WSGI callable, not {app!r}")
@@ -126,8 +135,15 @@ class SessionMiddleware:
             user_key=user_key,
             renew_on_login=renew_on_login,
             max_sessions_per_user=max_sessions_per_user,
+            retry_after=retry_after,
+            propagate_unavailable=propagate_unavailable,
         )
         self.engine = SessionEngine.from_options(store, self.options)
+        #: Seconds a client is asked to wait when the store is down; None lets
+        #: :class:`SessionStoreUnavailable` propagate to the WSGI server instead.
+        self.retry_after: int | None = (
+            None if self.options.propagate_unavailable else self.options.retry_after
+        )
         self.lifetime = self.options.lifetime or DEFAULT_LIFETIME
         self.cookie_settings = CookieSettings.from_options(self.options)
         self._refresh_each_request = self.options.cookie_refresh_each_request
@@ -149,7 +165,20 @@ class SessionMiddleware:
         )
         environ[self.options.environ_key] = session
         exchange = _Exchange(self, session, start_response)
-        return ClosingIterator(self.app(environ, exchange.start_response), exchange.close)
+        try:
+            body = self.app(environ, exchange.start_response)
+        except SessionStoreUnavailable as error:
+            if self.retry_after is None:
+                raise
+            exchange.outage(error, sys.exc_info())
+            return [BODY]
+        if exchange.replaced:  # the session failed: the 503 goes out instead
+            _close(body)
+            return [BODY]
+        if exchange.started:
+            return ClosingIterator(body, exchange.close)
+        # A generator that calls start_response at its first step: watch that step.
+        return ClosingIterator(exchange.watched(body), exchange.close)
 
     def get_cookie_settings(self) -> CookieSettings:
         """The session cookie's name and attributes."""
@@ -187,12 +216,26 @@ class _Exchange:
         self.cookie = KEEP
         self.started = False
         self.outcome = Outcome.UNTOUCHED
+        #: Whether the response became the outage's 503.
+        self.replaced = False
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
     ) -> Callable[[bytes], object]:
         session, middleware = self.session, self.middleware
-        self.outcome = middleware.engine.commit(session)
+        answers = middleware.retry_after is not None
+        try:
+            self.outcome = middleware.engine.commit(session)
+        except SessionStoreUnavailable as error:
+            if not answers:
+                raise
+            self.outage(error, exc_info if self.started else None)
+            return _discard
+        failure = session.store_failure
+        if answers and failure is not None and status.startswith("5"):
+            # The app (a framework's catch-all) made a 500 of the outage.
+            self.outage(failure, exc_info)
+            return _discard
         cookie = session_cookie(
             self.outcome,
             session,
@@ -213,20 +256,56 @@ class _Exchange:
         cookie.apply(response_headers)
         return self.server_start_response(status, response_headers.to_wsgi_list(), exc_info)
 
+    def outage(self, error: SessionStoreUnavailable, exc_info: OptExcInfo | None) -> None:
+        """Start the 503 instead of what the app answers; its body is :data:`.outages.BODY`."""
+        log_outage(error)
+        self.replaced = self.started = True
+        retry_after = self.middleware.retry_after or 0
+        self.server_start_response(STATUS, outage_headers(retry_after), exc_info)
+
+    def watched(self, body: Iterable[bytes]) -> Iterator[bytes]:
+        """Pass ``body`` on, unless its first step turned the response into the 503."""
+        try:
+            for chunk in body:
+                if self.replaced:
+                    break
+                yield chunk
+        finally:
+            _close(body)
+        if self.replaced:
+            yield BODY
+
     def close(self) -> None:
-        if not self.started:
-            return  # the app failed before it answered: keep what is stored
+        if not self.started or self.replaced:
+            return  # the app failed before it answered, or the store did: keep what is stored
         if self.outcome is Outcome.VANISHED:
             return  # ended elsewhere: nothing of this request is written back
+        first_used_late = self.outcome is Outcome.UNTOUCHED
         try:
             outcome = self.middleware.engine.commit(self.session)
         except SessionError as error:
             # The status went out already: say plainly that nothing was saved.
             logger.error("the session changed after start_response and was NOT saved: %s", error)
             raise
-        if outcome in (Outcome.SAVED, Outcome.CREATED, Outcome.ENDED):
+        if outcome in (Outcome.CREATED, Outcome.ENDED):
             logger.warning(
-                "the session changed after start_response; the change was saved (%s),"
-                " but the cookie could not be updated any more",
-                outcome.value,
+                "the session was %s after start_response, so the cookie could not be %s:"
+                " the browser will not see it; change the session before start_response",
+                "started" if outcome is Outcome.CREATED else "ended",
+                "set" if outcome is Outcome.CREATED else "deleted",
             )
+        elif first_used_late and self.session.accessed:
+            logger.warning(
+                "the session was first used after start_response, so the response went"
+                " out without Vary: Cookie; use the session before start_response"
+            )
+
+
+def _discard(data: bytes) -> None:
+    """The ``write`` of a response replaced by the 503: what the app writes is dropped."""
+
+
+def _close(body: Iterable[bytes]) -> None:
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()

@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 from flask.sessions import SessionMixin
 
 from .clock import moment
+from .errors import SessionStoreUnavailable
 from .state import SessionState, Status
 
 __all__ = ["Session", "SessionBackend", "Status"]
@@ -78,6 +79,7 @@ class Session(dict[str, Any], SessionMixin):
         self._state = SessionState.unloaded(lifetime_ms)
         self.accessed = False
         self.modified = False
+        self._failure: SessionStoreUnavailable | None = None
 
     @property
     def status(self) -> Status:
@@ -156,7 +158,8 @@ class Session(dict[str, Any], SessionMixin):
     def expires(self) -> datetime:
         """When the stored record expires: the deadline, or sooner when idle.
 
-        This is the Expires of a persistent cookie.
+        A persistent cookie expires at :attr:`deadline` instead, as reads
+        move this in Redis without resending the cookie.
         """
         self._ensure_loaded()
         return moment(self._state.expiry_ms)
@@ -195,8 +198,20 @@ class Session(dict[str, Any], SessionMixin):
 
     def _ensure_loaded(self) -> None:
         if self._state.status is Status.UNLOADED:
-            self._adopt(*self._backend.load(self._state, self._cookie_token))
+            try:
+                self._adopt(*self._backend.load(self._state, self._cookie_token))
+            except SessionStoreUnavailable as error:
+                self._failure = error
+                raise
         self.accessed = True
+
+    @property
+    def store_failure(self) -> SessionStoreUnavailable | None:
+        """The outage that failed this session's first use in this request, if any.
+
+        Adapters read it to answer a framework's generic 500 with the outage's 503.
+        """
+        return self._failure
 
     # The engine's view of the session: read and replaced whole, never loaded by it.
 

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import Client
 
 from flask_scs_redis import scripts
+from flask_scs_redis.outages import OUTAGE_LOG
 from flask_scs_redis.testing import CommandCounter, RedisServer
 
 from views import build_flask_app, build_wsgi_app
@@ -19,6 +20,12 @@ from views import build_flask_app, build_wsgi_app
 SCRIPTS = [
     value for name, value in vars(scripts).items() if name.isupper() and isinstance(value, str)
 ]
+
+
+@pytest.fixture(autouse=True)
+def fresh_outage_log() -> None:
+    """Each test sees its first outage of a cause logged, as a new process would."""
+    OUTAGE_LOG.reset()
 
 
 @pytest.fixture(scope="session")

@@ -5,15 +5,19 @@ Fixtures live in ``conftest.py``; the apps the tests drive live in ``views.py``.
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import redis
 from flask import Flask
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.test import Client
 
 from flask_scs_redis import RedisStore
@@ -89,3 +93,35 @@ def edit_record(redis_client: redis.Redis, key: bytes | str, **fields: Any) -> N
     assert blob is not None
     record = unpack_record(blob)._replace(**fields)
     redis_client.set(key, pack_record(record)[0], keepttl=True)
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log(self, type: str, message: str, *args: Any) -> None:
+        pass  # no line a request
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[int]:
+    """Serve the WSGI ``app`` over HTTP on a free port, a thread a request; yield the port."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def http_get(
+    port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """GET ``path`` over a new connection: the status, the header lines as sent, the body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        connection.close()

@@ -20,7 +20,6 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
@@ -29,7 +28,6 @@ from urllib.parse import urlencode
 import pytest
 import redis
 from flask import Flask, got_request_exception, request, session
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from flask_scs_redis import (
     RedisSessions,
@@ -40,7 +38,7 @@ from flask_scs_redis import (
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.testing.topologies import RedisClusterServers, RedisSentinelGroup
 
-from harness import stored_sessions
+from harness import serving, stored_sessions
 
 #: Seconds an HTTP request may take before it counts as unanswered.
 CLIENT_TIMEOUT = 10.0
@@ -115,25 +113,6 @@ def command(client: Any, *args: Any) -> Any:
 
 def store_key(app: Flask, token: str) -> str:
     return RedisSessions().store(app).key_for(token)
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:
-        pass  # no line a request
-
-
-@contextmanager
-def serving(app: Flask) -> Iterator[int]:
-    """Serve ``app`` over HTTP on a free port, a thread a request; yield the port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 # Visitors
