@@ -7,6 +7,7 @@ encoded with msgpack, under a hash of that token, with a TTL.
 from __future__ import annotations
 
 from .admin import SessionAdmin, SessionInfo
+from .checks import CheckResult, check_store
 from .engine import SessionEngine
 from .errors import (
     ConfigurationError,
@@ -26,6 +27,7 @@ from .state import Outcome, Status
 from .store import RedisStore
 
 __all__ = [
+    "CheckResult",
     "ConfigurationError",
     "Options",
     "Outcome",
@@ -44,6 +46,7 @@ __all__ = [
     "SessionTooLargeError",
     "Status",
     "UnsupportedValueError",
+    "check_store",
 ]
 
 __version__ = "0.1.0"

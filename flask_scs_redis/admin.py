@@ -7,17 +7,23 @@ current app.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .clock import moment, now_ms
+from .connections import translated_errors
 from .keys import is_id
 from .options import Options, check
 from .record import CorruptRecordError, read_record
 from .store import RedisStore
 from .users import UserIndex
+
+# How many characters an id has (see keys.ID_PATTERN), and what may begin one.
+_ID_LENGTH = 43
+_ID_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,43}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,35 @@ class SessionAdmin:
         key = self._key_of(session_id)
         found = [] if key is None else self._infos([key], None)
         return found[0] if found else None
+
+    def ids_starting_with(self, id_prefix: str, batch: int = 500) -> list[str]:
+        """Return the ids of the live sessions whose id begins with ``id_prefix``, sorted.
+
+        With hashed tokens a SCAN matches the prefix in Redis; without, every
+        record key is scanned and its id computed, as the key holds the token.
+        A prefix that no id can begin with (not base64url) matches nothing.
+
+        .. versionadded:: 0.1
+        """
+        if not _ID_PREFIX.fullmatch(id_prefix):
+            return []
+        keys: list[str] = []
+        if self.store.hash_tokens:
+            # The record pattern is the escaped prefix and one "?" for each id character.
+            pattern = self.store.keys.record_pattern[:-_ID_LENGTH] + id_prefix
+            pattern += "?" * (_ID_LENGTH - len(id_prefix))
+            with translated_errors():
+                for name in self.store.client.scan_iter(match=pattern, count=batch):
+                    key = name.decode() if isinstance(name, bytes) else name
+                    if self.store.keys.is_record(key):
+                        keys.append(key)
+        else:
+            for names in self.store.scan_keys(batch):
+                keys += [k for k in names if self.store.keys.public_id(k).startswith(id_prefix)]
+        found = []
+        for start in range(0, len(keys), batch):
+            found += [info.id for info, _ in self._infos(keys[start : start + batch], None)]
+        return sorted(set(found))
 
     def destroy(self, session_id: str) -> bool:
         """Destroy the session with the id ``session_id``; return whether it existed."""

@@ -246,7 +246,7 @@ def test_cli_count(cli_app: Flask) -> None:
 def test_cli_list_and_json(cli_app: Flask) -> None:
     plain = run(cli_app, "list")
     assert plain.exit_code == 0
-    assert len(plain.output.splitlines()) == 3
+    assert len(plain.output.splitlines()) == 1 + 3  # a header row, then the sessions
     rows = [
         json.loads(line)
         for line in run(cli_app, "list", "--user", "alice", "--json").output.splitlines()
@@ -265,7 +265,7 @@ def test_cli_show_and_delete(cli_app: Flask) -> None:
     assert missing.exit_code == 1
     assert "no session" in missing.output
     assert "Traceback" not in missing.output
-    assert run(cli_app, "show", "nope").exit_code == 1
+    assert run(cli_app, "show", "nope").exit_code == 2  # under 8 characters: wrong usage
 
 
 def test_cli_purge_user(cli_app: Flask) -> None:
