@@ -206,10 +206,18 @@ def bottle_like(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [str(count).encode()]
 
 
+def plain(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """An app that lets the exception out."""
+    count = environ["scs.session"].get("n", 0)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(count).encode()]
+
+
+@pytest.mark.parametrize("app", [bottle_like, plain], ids=["framework-500", "exception"])
 def test_the_middleware_answers_an_outage_with_503_through_a_frameworks_500(
-    server: RedisServer, caplog: pytest.LogCaptureFixture
+    server: RedisServer, caplog: pytest.LogCaptureFixture, app: Any
 ) -> None:
-    middleware = SessionMiddleware(bottle_like, RedisStore.from_url(server.url, retries=0))
+    middleware = SessionMiddleware(app, RedisStore.from_url(server.url, retries=0))
     server.stop()
     with caplog.at_level(logging.WARNING, "flask_scs_redis"), serving(middleware) as port:
         answers = [http_get(port, "/", {"Cookie": "session=" + "A" * 43}) for _ in range(5)]
