@@ -295,8 +295,8 @@ def test_the_cli_refuses_a_lock_key_as_a_session_id(own_client: redis.Redis) -> 
     assert store.lock(key.decode()) is not None
     session_id = store.id_of(key.decode())
     result = app.test_cli_runner().invoke(args=["scs", "delete", session_id + ":lock"])
-    assert result.exit_code == 1
-    assert "no session" in result.output
+    assert result.exit_code == 2
+    assert "not a session id" in result.output
     assert own_client.exists(key.decode() + ":lock") == 1
     assert own_client.exists(key) == 1
 
