@@ -111,8 +111,12 @@ def session_cookie(
 
     The cookie is deleted when the session ended, set when the session is
     live and ``should_set(session)`` says so, until ``expires(session)``
-    (None: a browser-session cookie), and otherwise left alone. The adapter's
-    rules are called only when needed, so they never load an unused session.
+    (None: a browser-session cookie), and otherwise left alone. A live
+    session's cookie may be set without a write (``modified`` set by an
+    assignment of an equal value, or by hand); a new session that stayed
+    empty gets none, whatever ``modified`` says, as no record backs it. The
+    adapter's rules are called only when needed, so they never load an
+    unused session.
     """
     if outcome is Outcome.ENDED:
         return SessionCookie(settings().dump_deletion(), vary=True)

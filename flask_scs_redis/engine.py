@@ -183,8 +183,9 @@ class SessionEngine:
             outcome, saved_state, saved = self._save(state, values, fresh_token)
         else:
             outcome, saved_state, saved = self._save_indexed(state, values, fresh_token)
-        session.modified = outcome in _WRITTEN
         session._adopt(saved_state, saved if saved is not values else None)
+        if outcome in _WRITTEN:
+            session.modified = True  # a nested change was found: the cookie goes out too
         return outcome
 
     def _save_indexed(

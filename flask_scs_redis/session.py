@@ -45,6 +45,34 @@ def _loads_first(method: _Method) -> _Method:
     return loading  # type: ignore[return-value]
 
 
+def _changes(method: _Method, when: Callable[[Session, Any], bool] | None = None) -> _Method:
+    """Wrap a ``dict`` method that changes the values: load first, then set ``modified``.
+
+    ``when(session, key)``, if given, says beforehand whether the call changes
+    anything, as Flask's ``CallbackDict`` decides for ``pop`` and ``setdefault``.
+    """
+
+    def changing(self: Session, *args: Any, **kwargs: Any) -> Any:
+        self._ensure_loaded()
+        changes = when is None or (bool(args) and when(self, args[0]))
+        result = method(self, *args, **kwargs)
+        if changes:
+            self._modified = True
+        return result
+
+    changing.__name__ = method.__name__
+    changing.__doc__ = method.__doc__
+    return changing  # type: ignore[return-value]
+
+
+def _holds(session: Session, key: Any) -> bool:
+    return dict.__contains__(session, key)
+
+
+def _lacks(session: Session, key: Any) -> bool:
+    return not dict.__contains__(session, key)
+
+
 class Session(dict[str, Any], SessionMixin):
     """A session: a dict of the values kept for one browser, plus its lifecycle.
 
@@ -58,11 +86,6 @@ class Session(dict[str, Any], SessionMixin):
     #: Set when the values were read or written in this request; it adds
     #: ``Vary: Cookie`` to the response.
     accessed: bool
-
-    #: Whether the save wrote the record. Computed by comparing the encoded
-    #: values at save time, so nested changes such as
-    #: ``session["cart"].append(item)`` count without setting it by hand.
-    modified: bool
 
     def __init__(
         self,
@@ -78,8 +101,32 @@ class Session(dict[str, Any], SessionMixin):
         self._permanent_default = permanent_default
         self._state = SessionState.unloaded(lifetime_ms)
         self.accessed = False
-        self.modified = False
+        self._modified = False
         self._failure: SessionStoreUnavailable | None = None
+
+    @property
+    def modified(self) -> bool:
+        """Whether the cookie is sent again: Flask's ``modified``.
+
+        Every change through the dict sets it, as in Flask: assigning (an equal
+        value too), ``del``, ``pop`` and ``popitem`` of a present key,
+        ``update``, ``|=``, ``setdefault`` of a new key, ``clear``. Set it by
+        hand to re-send the cookie. A nested change such as
+        ``session["cart"].append(item)`` needs neither: the save compares the
+        encoded values, and sets it when it writes. Redis is written only when
+        the encoded values changed, whatever this says.
+
+        .. versionchanged:: 0.2
+            Set by changes through the dict, and honoured when set by hand;
+            it was only whether the save wrote.
+        """
+        return self._modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        if value:
+            self._ensure_loaded()  # a cookie sent again must name a record that exists
+        self._modified = bool(value)
 
     @property
     def status(self) -> Status:
@@ -233,10 +280,8 @@ class Session(dict[str, Any], SessionMixin):
             return f"<{type(self).__name__} not loaded>"
         return f"<{type(self).__name__} {status.value} {dict.__repr__(self)}>"
 
-    # Every way to read or change the values loads them first.
+    # Every way to read the values loads them first.
     __getitem__ = _loads_first(dict.__getitem__)
-    __setitem__ = _loads_first(dict.__setitem__)
-    __delitem__ = _loads_first(dict.__delitem__)
     __contains__ = _loads_first(dict.__contains__)
     __iter__ = _loads_first(dict.__iter__)
     __len__ = _loads_first(dict.__len__)
@@ -244,16 +289,19 @@ class Session(dict[str, Any], SessionMixin):
     __ne__ = _loads_first(dict.__ne__)
     __or__ = _loads_first(dict.__or__)
     __ror__ = _loads_first(dict.__ror__)
-    __ior__ = _loads_first(dict.__ior__)
     __reversed__ = _loads_first(dict.__reversed__)
     get = _loads_first(dict.get)
     keys = _loads_first(dict.keys)
     values = _loads_first(dict.values)
     items = _loads_first(dict.items)
-    pop = _loads_first(dict.pop)
-    popitem = _loads_first(dict.popitem)
-    setdefault = _loads_first(dict.setdefault)
-    update = _loads_first(dict.update)
-    clear = _loads_first(dict.clear)
     copy = _loads_first(dict.copy)
+    # Every way to change them also sets ``modified``, as Flask's CallbackDict does.
+    __setitem__ = _changes(dict.__setitem__)
+    __delitem__ = _changes(dict.__delitem__)
+    __ior__ = _changes(dict.__ior__)
+    pop = _changes(dict.pop, when=_holds)
+    popitem = _changes(dict.popitem)
+    setdefault = _changes(dict.setdefault, when=_lacks)
+    update = _changes(dict.update)
+    clear = _changes(dict.clear)
     __hash__ = None  # type: ignore[assignment]

@@ -1,20 +1,27 @@
-"""The Flask side of the contract: Flask's config keys, hooks, helpers and test client."""
+"""The Flask side of the contract: Flask's config keys, hooks, helpers and test client.
+
+Flask's ``modified`` rule is kept by the WSGI adapter too, so its tests run over both.
+"""
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import pytest
 import redis
-from flask import Flask, Response, session, stream_with_context
+from flask import Flask, Response, flash, get_flashed_messages, session, stream_with_context
 from flask.sessions import SessionMixin
 from flask.testing import FlaskClient
 from markupsafe import Markup
+from werkzeug.test import Client
 
-from flask_scs_redis import RedisSessionInterface, RedisSessions, Session
+from flask_scs_redis import RedisSessionInterface, RedisSessions, RedisStore, Session
 
-from harness import MakeApp, set_cookie_headers
+from harness import Count, MakeApp, cookie_token, set_cookie_headers, stored_values
 from test_codec import SAMPLES, same_types
-from views import build_flask_app
+from views import build_flask_app, view
 
 
 def test_values_of_every_type_survive_a_round_trip_through_redis(app: Flask) -> None:
@@ -164,3 +171,138 @@ def test_a_session_class_on_the_interface_is_what_views_get(redis_client: redis.
     assert client.get("/add/pear").text == "apple,pear"
     with client.session_transaction() as sess:
         assert type(sess) is CartSession
+
+
+# Flask's ``modified``: set by every change through the dict, and by hand.
+
+
+@view("/mark-modified")
+def mark_modified(session: Session, args: Mapping[str, str], store: RedisStore) -> str:
+    session.modified = True
+    return "ok"
+
+
+Use = Callable[[Session], object]
+
+#: Every way to change the values, as Flask's CallbackDict counts them.
+CHANGES: dict[str, Use] = {
+    "assign": lambda sess: sess.__setitem__("n", 2),
+    "assign-an-equal-value": lambda sess: sess.__setitem__("n", 1),
+    "delete": lambda sess: sess.__delitem__("n"),
+    "pop": lambda sess: sess.pop("n"),
+    "pop-with-a-default": lambda sess: sess.pop("n", None),
+    "popitem": lambda sess: sess.popitem(),
+    "update": lambda sess: sess.update(m=2),
+    "update-with-nothing": lambda sess: sess.update(),
+    "or-assign": lambda sess: operator.ior(sess, {"m": 2}),
+    "setdefault-of-a-new-key": lambda sess: sess.setdefault("m", 2),
+    "clear": lambda sess: sess.clear(),
+    "permanent": lambda sess: setattr(sess, "permanent", True),
+}
+
+#: Reads, and the calls that change nothing in Flask's eyes either.
+READS: dict[str, Use] = {
+    "getitem": lambda sess: sess["n"],
+    "get": lambda sess: sess.get("n"),
+    "contains": lambda sess: "n" in sess,
+    "iter": lambda sess: list(sess),
+    "len": len,
+    "keys-values-items": lambda sess: (sess.keys(), sess.values(), sess.items()),
+    "copy": lambda sess: sess.copy(),
+    "or": lambda sess: sess | {"m": 2},
+    "equals": lambda sess: sess == {"n": 1},
+    "permanent-read": lambda sess: sess.permanent,
+    "setdefault-of-an-existing-key": lambda sess: sess.setdefault("n", 5),
+    "pop-of-a-missing-key-with-a-default": lambda sess: sess.pop("absent", None),
+    # Seen only at the save, by comparing the encoded values.
+    "nested-change": lambda sess: sess["cart"].append("apple"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_each_change_through_the_dict_sets_modified(flask_client: FlaskClient, change: Use) -> None:
+    flask_client.get("/incr")
+    with flask_client.session_transaction() as sess:
+        assert isinstance(sess, Session)
+        assert sess["n"] == 1
+        assert not sess.modified
+        change(sess)
+        assert sess.modified
+
+
+@pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
+def test_reads_leave_modified_unset(flask_client: FlaskClient, read: Use) -> None:
+    flask_client.get("/incr")
+    flask_client.get("/cart")
+    with flask_client.session_transaction() as sess:
+        assert isinstance(sess, Session)
+        read(sess)
+        assert not sess.modified
+
+
+def test_flash_sets_modified_after_it_was_reset(app: Flask) -> None:
+    """Flask's ``test_flashes``: ``flash`` assigns the list it appended to."""
+    with app.test_request_context():
+        assert not session.modified
+        flash("Zap")
+        session.modified = False
+        flash("Zip")
+        assert session.modified
+        assert list(get_flashed_messages()) == ["Zap", "Zip"]
+
+
+def test_an_unchanged_value_resends_the_cookie_with_the_current_samesite(app: Flask) -> None:
+    """Flask's ``test_session_using_samesite_attribute``."""
+
+    @app.get("/samesite")
+    def assign() -> str:
+        session["testing"] = 42
+        return "Hello World"
+
+    client = app.test_client()
+    app.config.update(SESSION_COOKIE_SAMESITE="invalid")
+    with pytest.raises(ValueError, match="SameSite"):
+        client.get("/samesite")
+    app.config.update(SESSION_COOKIE_SAMESITE=None)
+    assert "samesite" not in client.get("/samesite").headers["set-cookie"].lower()
+    app.config.update(SESSION_COOKIE_SAMESITE="Strict")
+    assert "samesite=strict" in client.get("/samesite").headers["set-cookie"].lower()
+    app.config.update(SESSION_COOKIE_SAMESITE="Lax")
+    assert "samesite=lax" in client.get("/samesite").headers["set-cookie"].lower()
+
+
+def test_modified_set_by_hand_sends_the_cookie_without_a_write(
+    client: Client, count: Count
+) -> None:
+    with count() as counted:
+        response = client.get("/mark-modified")
+    assert set_cookie_headers(response) == []  # a new session that stays empty gets none
+    assert counted.by_command == {}
+    client.get("/incr")
+    token = cookie_token(client)
+    with count() as counted:
+        response = client.get("/mark-modified")
+    (header,) = set_cookie_headers(response)
+    assert header.startswith(f"session={token};")
+    assert counted.by_command == {"get": 1}  # read to check the token it re-sends
+
+
+def test_assigning_an_equal_value_sends_the_cookie_without_a_write(
+    client: Client, count: Count
+) -> None:
+    client.get("/incr")
+    with count() as counted:
+        response = client.get("/rewrite")
+    assert len(set_cookie_headers(response)) == 1
+    assert counted.by_command == {"get": 1}
+
+
+def test_a_nested_change_is_written_and_sends_the_cookie(
+    client: Client, count: Count, redis_client: redis.Redis
+) -> None:
+    client.get("/cart")
+    with count() as counted:
+        response = client.get("/append", query_string={"item": "apple"})
+    assert stored_values(redis_client)["cart"] == ["apple"]
+    assert counted.in_scripts.get("set") == 1
+    assert len(set_cookie_headers(response)) == 1
