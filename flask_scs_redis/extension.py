@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+import inspect
+import os
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flask import Flask, current_app, has_request_context
@@ -13,9 +17,37 @@ from .cli import scs_command
 from .engine import SessionEngine
 from .errors import SessionStoreUnavailable
 from .flask_interface import RedisSessionInterface
-from .options import Options
+from .options import CONFIG_KEYS, ConfigurationWarning, Options
 from .session import Session
 from .store import RedisStore
+
+# Read here, not an option (yet): naming "flask-session" silences that warning.
+_MIGRATE_FROM = "SCS_MIGRATE_FROM"
+
+# The keys of Flask-Session's backends other than Redis.
+_OTHER_BACKENDS_KEYS = """SESSION_MEMCACHED SESSION_CACHELIB SESSION_DYNAMODB
+    SESSION_DYNAMODB_TABLE SESSION_FILE_DIR SESSION_FILE_THRESHOLD SESSION_FILE_MODE
+    SESSION_MONGODB SESSION_MONGODB_DB SESSION_MONGODB_COLLECT SESSION_SQLALCHEMY
+    SESSION_SQLALCHEMY_TABLE SESSION_SQLALCHEMY_SEQUENCE SESSION_SQLALCHEMY_SCHEMA
+    SESSION_SQLALCHEMY_BIND_KEY"""
+
+# Flask-Session 0.8's keys (its ``defaults.py``), each with what to do instead.
+# Flask's own SESSION_COOKIE_* and SESSION_REFRESH_EACH_REQUEST are honoured.
+_FLASK_SESSION_KEYS = {
+    "SESSION_TYPE": "not needed, RedisSessions(app) is the Redis backend",
+    "SESSION_REDIS": "use SCS_REDIS (a client or a URL) or SCS_REDIS_URL",
+    "SESSION_CLIENT": "use SCS_REDIS (a client or a URL) or SCS_REDIS_URL",
+    "SESSION_KEY_PREFIX": "use SCS_KEY_PREFIX (a prefix of its own keeps old and new apart)",
+    "SESSION_PERMANENT": "not supported yet; set session.permanent = True in a view",
+    "SESSION_USE_SIGNER": "not needed, the token is 256 random bits and only its hash is stored",
+    "SESSION_ID_LENGTH": "not needed, tokens are 256 bits",
+    "SESSION_SERIALIZATION_FORMAT": "not needed, records are always msgpack",
+    "SESSION_CLEANUP_N_REQUESTS": "not needed, Redis expires each record by its TTL",
+    **dict.fromkeys(
+        _OTHER_BACKENDS_KEYS.split(),
+        "not used, sessions are kept in Redis only",
+    ),
+}
 
 
 class RedisSessions:
@@ -43,10 +75,15 @@ class RedisSessions:
         """Check the ``SCS_*`` config and install the session interface on ``app``.
 
         No connection is made here; the first request that uses a session
-        makes it.
+        makes it. Keys that nothing reads give a :class:`ConfigurationWarning`:
+        each ``SCS_*`` key that is no setting, and Flask-Session's, in one.
 
         :raises ConfigurationError: a config value is invalid.
+
+        .. versionchanged:: 0.2
+            Warn about keys that nothing reads.
         """
+        _warn_about_unread_keys(app.config)
         options = Options.from_config(app.config)
         interface = self.interface_class(
             SessionEngine.from_options(_store(options), options),
@@ -129,3 +166,38 @@ def _current_session_id() -> str | None:
         return None
     current = flask_session._get_current_object()  # type: ignore[attr-defined]
     return current.id if isinstance(current, Session) else None
+
+
+def _warn_about_unread_keys(config: Mapping[str, Any]) -> None:
+    """Warn about each ``SCS_*`` key that is no setting, and once about Flask-Session's keys."""
+    known = CONFIG_KEYS | {_MIGRATE_FROM}
+    for key in sorted(k for k in config if isinstance(k, str) and k.startswith("SCS_")):
+        if key not in known:
+            closest = difflib.get_close_matches(key, known, n=1)
+            hint = (
+                f"; did you mean {closest[0]}?" if closest else " (see the README's Configuration)"
+            )
+            _warn(f"{key} is not a flask-scs-redis setting{hint}")
+    leftovers = [key for key in _FLASK_SESSION_KEYS if key in config]
+    if leftovers and not _migrating_from_flask_session(config.get(_MIGRATE_FROM)):
+        _warn(
+            "flask-scs-redis does not read these Flask-Session keys:"
+            + "".join(f"\n  {key}: {_FLASK_SESSION_KEYS[key]}" for key in leftovers)
+        )
+
+
+def _migrating_from_flask_session(source: Any) -> bool:
+    """Whether ``SCS_MIGRATE_FROM`` (a name, or a collection of names) names Flask-Session."""
+    names = [source] if isinstance(source, str) else source
+    if not isinstance(names, (list, tuple, set, frozenset)):
+        return False
+    return any(isinstance(name, str) and name.lower() == "flask-session" for name in names)
+
+
+def _warn(message: str) -> None:
+    """Warn with the app's line as the place: the first frame outside this package."""
+    package = os.path.dirname(__file__) + os.sep
+    frame, level = inspect.currentframe(), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, ConfigurationWarning, stacklevel=level)

@@ -38,6 +38,15 @@ _FLASK_LIFETIME = "PERMANENT_SESSION_LIFETIME"
 _Check = Callable[[str, Any], Any]
 
 
+class ConfigurationWarning(UserWarning):
+    """A config key that nothing reads: a misspelt ``SCS_*`` key, or a Flask-Session leftover.
+
+    Given by ``init_app``; the value of that key has no effect.
+
+    .. versionadded:: 0.2
+    """
+
+
 def duration(name: str, value: Any) -> timedelta:
     """Return ``value`` (a timedelta or a number of seconds) as a positive timedelta.
 
@@ -97,7 +106,10 @@ def _optional(check: _Check) -> _Check:
     return lambda name, value: None if value is None else check(name, value)
 
 
-def _anything(name: str, value: Any) -> Any:
+def _client_or_url(name: str, value: Any) -> Any:
+    """Return ``value`` if it is None, a URL, or has a redis-py client's ``execute_command``."""
+    if value is not None and not isinstance(value, str) and not hasattr(value, "execute_command"):
+        raise ConfigurationError(f"{name} must be a redis-py client or a URL, not {value!r}")
     return value
 
 
@@ -144,8 +156,9 @@ class Options:
 
     # Where the sessions are kept (the Flask extension builds the store from these).
     redis_url: str = _option("redis://127.0.0.1:6379/0", text, "SCS_REDIS_URL")
-    #: A ready redis-py client, which wins over ``redis_url``.
-    redis: Any = _option(None, _anything, "SCS_REDIS")
+    #: A ready redis-py client, which wins over ``redis_url``; a URL here is
+    #: taken as ``redis_url``.
+    redis: Any = _option(None, _client_or_url, "SCS_REDIS")
     prefix: str = _option("scs:session:", text, "SCS_KEY_PREFIX")
     hash_tokens: bool = _option(True, flag, "SCS_HASH_TOKENS")
     timeout: timedelta = _option(timedelta(seconds=1), duration, "SCS_REDIS_TIMEOUT")
@@ -202,9 +215,13 @@ class Options:
         """Check the ``SCS_*`` keys of a Flask app's ``config``, over the defaults.
 
         Without ``SCS_LIFETIME``, Flask's ``PERMANENT_SESSION_LIFETIME`` is
-        checked too, as it stands in.
+        checked too, as it stands in. A URL in ``SCS_REDIS`` is taken as
+        ``SCS_REDIS_URL``.
 
         :raises ConfigurationError: a value is not valid; the message names its key.
+
+        .. versionchanged:: 0.2
+            ``SCS_REDIS`` takes a URL.
         """
         values, labels = {}, {}
         for option in _FIELDS.values():
@@ -222,6 +239,12 @@ class Options:
             name: _FIELDS[name].metadata["check"](labels[name], value)
             for name, value in values.items()
         }
+        if isinstance(checked.get("redis"), str):
+            if "redis_url" in checked:
+                raise ConfigurationError(
+                    f"{labels['redis']} is a URL and {labels['redis_url']} is set too: set only one"
+                )
+            checked["redis_url"] = checked.pop("redis")
         options = cls(**checked)
 
         def label(name: str) -> str:
@@ -248,3 +271,7 @@ def check(name: str, value: Any) -> Any:
     :raises ConfigurationError: it is not valid.
     """
     return _FIELDS[name].metadata["check"](name, value)
+
+
+#: The ``SCS_*`` keys of ``app.config`` that :meth:`Options.from_config` reads.
+CONFIG_KEYS = frozenset(option.metadata["config"] for option in _FIELDS.values()) - {None}

