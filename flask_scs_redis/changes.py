@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 from . import codec
 
 _SCALARS = (str, bytes, int, bool, type(None))
-_EMPTY_MAP = b"\x80"
 
 
 class Changes(NamedTuple):
@@ -32,7 +31,7 @@ class Changes(NamedTuple):
 
 def changes_since(stored_values: bytes | None, values: dict[Any, Any]) -> Changes:
     """Return what ``values`` changed since they were read as ``stored_values``."""
-    loaded = codec.decode(stored_values or _EMPTY_MAP)
+    loaded = codec.decode(stored_values or codec.EMPTY)
     written = {
         key: value
         for key, value in values.items()

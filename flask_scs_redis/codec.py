@@ -271,6 +271,10 @@ class _PackerPerThread(threading.local):
 _packers = _PackerPerThread()
 
 
+#: What :func:`encode` makes of an empty session: a msgpack empty map.
+EMPTY = b"\x80"
+
+
 def encode(values: dict[Any, Any]) -> bytes:
     """Encode a session's values.
 

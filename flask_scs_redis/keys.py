@@ -14,8 +14,6 @@ deletes, so an application sharing the prefix keeps its own keys.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 
 from .tokens import token_digest
@@ -53,8 +51,7 @@ class KeySpace:
 
     def index(self, user: str) -> str:
         """The key of ``user``'s index."""
-        digest = hashlib.sha256(user.encode("utf-8", "surrogatepass")).digest()
-        return self.prefix + base64.urlsafe_b64encode(digest).rstrip(b"=").decode() + INDEX_SUFFIX
+        return self.prefix + token_digest(user) + INDEX_SUFFIX
 
     def is_record(self, key: str) -> bool:
         """Tell whether ``key`` has the shape of a record key."""

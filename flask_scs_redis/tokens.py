@@ -30,10 +30,12 @@ def is_well_formed(value: str | None) -> bool:
 
 
 def token_digest(token: str) -> str:
-    """Return base64url-without-padding of SHA-256 of ``token``.
+    """Return base64url-without-padding of SHA-256 of ``token`` (43 characters).
 
     Used as the store id when tokens are hashed, and in log lines, so that
-    neither a Redis dump nor a log reveals a live cookie.
+    neither a Redis dump nor a log reveals a live cookie; and for a user's
+    name in the key of their index. Any str is hashed as its UTF-8 bytes
+    (a token is ASCII, so it hashes as ever).
     """
-    digest = hashlib.sha256(token.encode("ascii")).digest()
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Optional
 
+from . import codec
 from .clock import now_ms
 from .codec import encode
 from .errors import SessionTooLargeError
@@ -22,8 +23,6 @@ from .tokens import new_token, token_digest
 
 logger = logging.getLogger("flask_scs_redis")
 
-#: The encoded values of an empty session.
-EMPTY_VALUES = b"\x80"
 #: How long the record of an emptied session stays, empty, for requests in flight.
 EMPTIED_GRACE_MS = 60_000
 
@@ -73,13 +72,13 @@ class Writer:
         """
         if state.key is None:  # nothing stored: a new session, or one destroyed here
             outcome = Outcome.ENDED if state.status is Status.DESTROYED else Outcome.EMPTY
-        elif state.stored_values == EMPTY_VALUES:
+        elif state.stored_values == codec.EMPTY:
             outcome = Outcome.EMPTY  # already emptied by another request
         else:
             token = state.token
             assert token is not None
             blob, written = self._draft(
-                state, state.revision + 1, EMPTY_VALUES, state.deadline_ms, token, state.key
+                state, state.revision + 1, codec.EMPTY, state.deadline_ms, token, state.key
             )
             expiry_ms = min(written.expiry_ms, now_ms() + EMPTIED_GRACE_MS)
             write = self.store.replace(state.key, blob, expiry_ms, expected=state.tag)
