@@ -21,6 +21,7 @@ import redis
 from redis.exceptions import NoPermissionError, RedisClusterException, RedisError, ResponseError
 
 from .clock import now_ms
+from .connections import is_cluster
 from .errors import SessionError
 from .store import RedisStore
 
@@ -66,7 +67,7 @@ def check_store(store: RedisStore) -> list[CheckResult]:
     .. versionadded:: 0.1
     """
     client = store.client
-    if callable(getattr(client, "get_node_from_key", None)):
+    if is_cluster(client):
         reached, servers = _reach_cluster(client)
         results = [reached]
     else:
@@ -230,7 +231,7 @@ def _commands(store: RedisStore, key: str, index: str) -> list[tuple[str, list[A
     ]
     if store.min_replicas:
         commands.append(("wait", ["WAIT", 0, 1]))
-        if callable(getattr(store.client, "get_node_from_key", None)):
+        if is_cluster(store.client):
             commands.append(("asking", ["ASKING"]))
     return [*commands, ("del", ["DEL", key]), ("del", ["DEL", index])]
 
@@ -279,7 +280,7 @@ def _probe_keys(store: RedisStore, server: Any, count: int) -> Iterator[list[str
 
     None if no key can be (a prefix with a hash tag puts every key on one primary).
     """
-    cluster = store.client if callable(getattr(store.client, "get_node_from_key", None)) else None
+    cluster = store.client if is_cluster(store.client) else None
     candidates = (f"{store.prefix}{secrets.token_urlsafe(32)}:check" for _ in range(5000))
     fits = (key for key in candidates if cluster is None or _holds(cluster, server, key))
     keys = list(itertools.islice(fits, count))

@@ -63,6 +63,11 @@ def client_from_url(url: str, *, timeout: float, retries: int, **client_kwargs: 
         raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
 
 
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is a Cluster client (it maps keys to nodes)."""
+    return callable(getattr(client, "get_node_from_key", None))
+
+
 def _parts(url: str) -> tuple[dict[str, Any], list[tuple[str, int]], list[str], dict[str, str]]:
     """Split a multi-host URL into credentials, hosts, path segments and query."""
     parsed = urlsplit(url)
@@ -219,8 +224,8 @@ def translated_errors() -> Iterator[None]:
     except redis.exceptions.NoPermissionError as exc:
         raise SessionStoreError(
             f"the session store's user lacks a permission: {_plain(exc)}; grant it"
-            " with ACL SETUSER (the library needs GET, SET, DEL, PEXPIREAT, EVAL,"
-            " EVALSHA, SCRIPT, WAIT, the sorted-set commands it uses, and SCAN)"
+            " with ACL SETUSER (`flask scs check`, or check_store(), lists every"
+            " command the library sends that the user may not run)"
         ) from exc
     except redis.exceptions.RedisError as exc:
         said = _plain(exc)

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from redis.cluster import ClusterNode
 
+from .connections import is_cluster
 from .errors import SessionStoreUnavailable
 
 #: How many MOVED or ASK redirections one write follows before it gives up.
@@ -44,7 +45,7 @@ def write_and_wait(
     :raises SessionStoreUnavailable: fewer replicas acknowledged in time, or
         the key's slot is failing over or moving; the write is not claimed.
     """
-    if callable(getattr(client, "get_node_from_key", None)):
+    if is_cluster(client):
         results, acknowledged = _on_cluster(client, key, queue, replicas, timeout_ms)
     else:
         results, acknowledged = _pipeline(client, queue, replicas, timeout_ms)

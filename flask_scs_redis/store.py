@@ -15,7 +15,7 @@ from operator import methodcaller
 from typing import Any
 
 from .clock import milliseconds, now_ms
-from .connections import client_from_url, translated_errors
+from .connections import client_from_url, is_cluster, translated_errors
 from .durable import write_and_wait
 from .errors import ConfigurationError, SessionStoreError
 from .keys import KeySpace
@@ -70,7 +70,7 @@ class RedisStore:
         self._replica_timeout_ms = milliseconds(check("replica_timeout", replica_timeout))
         #: The names and shapes of this store's keys.
         self.keys = KeySpace(self.prefix, self.hash_tokens)
-        self._cluster = callable(getattr(client, "get_node_from_key", None))
+        self._cluster = is_cluster(client)
         self._compare_and_set = client.register_script(COMPARE_AND_SET)
         self._unlock = client.register_script(UNLOCK)
         self._read = client.register_script(READ)
