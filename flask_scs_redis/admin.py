@@ -7,8 +7,7 @@ current app.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,8 +21,6 @@ from .store import RedisStore
 from .users import UserIndex
 
 # How many characters an id has (see keys.ID_PATTERN), and what may begin one.
-_ID_LENGTH = 43
-_ID_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,43}")
 
 
 @dataclass(frozen=True)
@@ -101,21 +98,18 @@ class SessionAdmin:
 
         .. versionadded:: 0.1
         """
-        if not _ID_PREFIX.fullmatch(id_prefix):
+        pattern = self.store.keys.records_starting_with(id_prefix)
+        if pattern is None:
             return []
         keys: list[str] = []
         if self.store.hash_tokens:
-            # The record pattern is the escaped prefix and one "?" for each id character.
-            pattern = self.store.keys.record_pattern[:-_ID_LENGTH] + id_prefix
-            pattern += "?" * (_ID_LENGTH - len(id_prefix))
             with translated_errors():
                 for name in self.store.client.scan_iter(match=pattern, count=batch):
                     key = name.decode() if isinstance(name, bytes) else name
                     if self.store.keys.is_record(key):
                         keys.append(key)
         else:
-            for names in self.store.scan_keys(batch):
-                keys += [k for k in names if self.store.keys.public_id(k).startswith(id_prefix)]
+            keys = list(self._keys_whose_id(lambda public: public.startswith(id_prefix), batch))
         found = []
         for start in range(0, len(keys), batch):
             found += [info.id for info, _ in self._infos(keys[start : start + batch], None)]
@@ -168,11 +162,16 @@ class SessionAdmin:
             return None
         if self.store.hash_tokens:
             return self.store.key_of(session_id)
-        for keys in self.store.scan_keys():
-            for key in keys:
-                if self.store.keys.public_id(key) == session_id:
-                    return key
-        return None
+        return next(self._keys_whose_id(lambda public: public == session_id), None)
+
+    def _keys_whose_id(self, wanted: Callable[[str], bool], batch: int = 500) -> Iterator[str]:
+        """The record keys whose public id ``wanted`` accepts, by SCAN.
+
+        For unhashed tokens only, where the key holds the token and the id is
+        its hash: no pattern can find the id in Redis.
+        """
+        for keys in self.store.scan_keys(batch):
+            yield from (key for key in keys if wanted(self.store.keys.public_id(key)))
 
     def _infos(
         self, keys: list[str], current_id: str | None

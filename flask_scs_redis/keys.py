@@ -18,8 +18,12 @@ import re
 
 from .tokens import token_digest
 
-#: A store id, or a user's hashed name: 43 base64url characters.
-ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+#: The length of a store id, or of a user's hashed name, in base64url characters.
+ID_LENGTH = 43
+_ID_CHARACTER = "[A-Za-z0-9_-]"
+#: A store id, or a user's hashed name.
+ID_PATTERN = re.compile(f"{_ID_CHARACTER}{{{ID_LENGTH}}}")
+_ID_PREFIX = re.compile(f"{_ID_CHARACTER}{{1,{ID_LENGTH}}}")
 LOCK_SUFFIX = ":lock"
 INDEX_SUFFIX = ":user"
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -36,10 +40,19 @@ class KeySpace:
     def __init__(self, prefix: str, hash_tokens: bool) -> None:
         self.prefix = prefix
         self.hash_tokens = hash_tokens
-        match = _GLOB_SPECIAL.sub(r"\\\1", prefix)
+        self._match = _GLOB_SPECIAL.sub(r"\\\1", prefix)
         #: SCAN patterns for records and for user indexes.
-        self.record_pattern = match + "?" * 43
-        self.index_pattern = match + "?" * 43 + INDEX_SUFFIX
+        self.record_pattern = self._match + "?" * ID_LENGTH
+        self.index_pattern = self.record_pattern + INDEX_SUFFIX
+
+    def records_starting_with(self, id_prefix: str) -> str | None:
+        """The SCAN pattern of the record keys whose store id begins with ``id_prefix``.
+
+        None when no store id can begin so (not base64url, or too long).
+        """
+        if not _ID_PREFIX.fullmatch(id_prefix):
+            return None
+        return self._match + id_prefix + "?" * (ID_LENGTH - len(id_prefix))
 
     def record(self, token: str) -> str:
         """The key of the record of ``token``."""
