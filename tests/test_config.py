@@ -35,9 +35,11 @@ def test_defaults() -> None:
     assert interface.lifetime is None  # type: ignore[attr-defined]
 
 
-def test_the_url_is_used_without_connecting_at_init() -> None:
+# SCS_REDIS given a URL string takes it as SCS_REDIS_URL does.
+@pytest.mark.parametrize("key", ["SCS_REDIS_URL", "SCS_REDIS"])
+def test_the_url_is_used_without_connecting_at_init(key: str) -> None:
     app = Flask(__name__)
-    app.config["SCS_REDIS_URL"] = "redis://127.0.0.1:1/3"  # nothing listens there
+    app.config[key] = "redis://127.0.0.1:1/3"  # nothing listens there
     RedisSessions(app)
     kwargs = store_of(app).client.connection_pool.connection_kwargs
     assert (kwargs["port"], kwargs["db"]) == (1, 3)
@@ -259,14 +261,6 @@ def test_migrating_from_flask_session_silences_only_the_leftover_keys() -> None:
     )
     [warning] = warnings_of(app)  # SCS_MIGRATE_FROM itself is a known key
     assert str(warning.message).startswith("SCS_KEY_PREFIXX is not a flask-scs-redis setting")
-
-
-def test_scs_redis_given_a_url_string_uses_it_as_the_url() -> None:
-    app = Flask(__name__)
-    app.config["SCS_REDIS"] = "redis://127.0.0.1:1/3"  # nothing listens there
-    RedisSessions(app)
-    kwargs = store_of(app).client.connection_pool.connection_kwargs
-    assert (kwargs["port"], kwargs["db"]) == (1, 3)
 
 
 def test_scs_redis_given_a_url_beside_scs_redis_url_is_refused() -> None:

@@ -418,15 +418,24 @@ def recovered_within(recovery: Recovery, seconds: float) -> bool:
     return recovery.steady is not None and recovery.steady - recovery.ok <= seconds
 
 
+def writing_to_a_victim(servers: RedisClusterServers) -> tuple[Flask, RedisServer, set[int], str]:
+    """An app whose writes need a replica's acknowledgement, and the primary about to fail.
+
+    Return the app (which wrote once, all 200), that primary, its slots, and
+    a key it serves.
+    """
+    app = flask_on(servers.url, SCS_MIN_REPLICAS=1, SCS_REPLICA_TIMEOUT=0.2)
+    assert {status for status, _ in new_visitors_write(app)} == {"200"}
+    victim = servers.primaries[0]
+    return app, victim, slots_of(victim), key_served_by(servers, victim)
+
+
 @pytest.mark.cluster
 def test_a_graceful_cluster_failover_never_fails_durable_writes_with_500(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with cluster_for_durable_writes() as servers:
-        app = flask_on(servers.url, SCS_MIN_REPLICAS=1, SCS_REPLICA_TIMEOUT=0.2)
-        assert {status for status, _ in new_visitors_write(app)} == {"200"}
-        victim = servers.primaries[0]
-        moved, probe = slots_of(victim), key_served_by(servers, victim)
+        app, victim, moved, probe = writing_to_a_victim(servers)
         promoted = replica_of(servers, victim)
         recovery = writes_recover(app, moved, taken_over(servers, promoted, probe, victim))
         report_recovery(capsys, "graceful cluster failover", recovery)
@@ -440,10 +449,7 @@ def test_a_killed_cluster_primary_costs_durable_writes_503s_then_heals(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with cluster_for_durable_writes() as servers:
-        app = flask_on(servers.url, SCS_MIN_REPLICAS=1, SCS_REPLICA_TIMEOUT=0.2)
-        assert {status for status, _ in new_visitors_write(app)} == {"200"}
-        victim = servers.primaries[0]
-        moved, probe = slots_of(victim), key_served_by(servers, victim)
+        app, victim, moved, probe = writing_to_a_victim(servers)
         victim.stop()
         recovery = writes_recover(app, moved, lambda: failed_over(servers, probe, victim))
         report_recovery(capsys, "killed cluster primary", recovery)
