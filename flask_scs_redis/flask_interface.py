@@ -74,7 +74,7 @@ class RedisSessionInterface(SessionInterface):
         return duration("PERMANENT_SESSION_LIFETIME", app.permanent_session_lifetime)
 
     def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
-        """When a permanent session's cookie expires: the deadline, or sooner when idle.
+        """When a permanent session's cookie expires: the session's absolute deadline.
 
         Non-permanent sessions get a browser-session cookie (None).
         """
