@@ -198,12 +198,7 @@ class SessionEngine:
         """
         before = (state.user, state.key)
         user = self.users.user_of(values)
-        if not values:
-            key = None
-        elif state.status is Status.LOADED and state.token is not None:
-            key = state.key
-        else:
-            key = self.store.key_for(fresh_token)
+        key = self._writer.destination(state, values, fresh_token)
         renewed = state.status is Status.RENEWED
         deadline_ms = now_ms() + state.lifetime_ms if renewed else state.deadline_ms
         try:

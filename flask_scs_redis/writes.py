@@ -62,6 +62,21 @@ class Writer:
             return self._move(state, encoded, fresh_token)
         return self._create(state, encoded, fresh_token)
 
+    def destination(
+        self, state: SessionState, values: dict[Any, Any], fresh_token: str
+    ) -> str | None:
+        """The key at which :meth:`attempt` leaves ``values`` a live session.
+
+        None for empty values: the session ends (an emptied record is no
+        session). Known before the write, so the user index can be kept
+        ahead of it.
+        """
+        if not values:
+            return None
+        if state.status is Status.LOADED and state.token is not None:
+            return state.key
+        return self.store.key_for(fresh_token)
+
     def _remove(self, state: SessionState) -> Attempt:
         """End a session that the request emptied.
 
