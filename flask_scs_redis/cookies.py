@@ -125,16 +125,24 @@ def session_cookie(
     return KEEP_VARY if session.accessed else KEEP
 
 
-def persistent_expiry(session: Session) -> datetime | None:
-    """When a permanent session's cookie expires: the session's absolute deadline.
+def persistent_expiry(session: Session, refreshed: bool) -> datetime | None:
+    """When a permanent session's cookie expires; None for a browser-session cookie.
 
-    Not the idle expiry: reads slide that in Redis without resending the
-    cookie, so a cookie set to it could expire while the server still keeps
-    the session. The server enforces the idle timeout; the cookie only never
-    outlives the deadline. Non-permanent sessions get a browser-session
-    cookie (None).
+    A cookie ``refreshed`` on each request that uses the session (Flask's
+    ``SESSION_REFRESH_EACH_REQUEST``, on by default) expires when the record
+    would as of now: the end of the sliding window, or the deadline if
+    sooner. Both move together, as each read moves the record's expiry and
+    sends the cookie again. A cookie sent only on a change expires at the
+    deadline: reads slide the record without sending it, and it must not
+    expire before a record that an active user kept alive. The server ends
+    an idle session either way.
+
+    .. versionchanged:: 0.2
+        A refreshed cookie follows the sliding window.
     """
-    return session.deadline if session.permanent else None
+    if not session.permanent:
+        return None
+    return session.expires if refreshed else session.deadline
 
 
 def max_age_until(expires: datetime | None) -> int | None:

@@ -9,22 +9,27 @@ adapter (the Flask interface, the WSGI middleware) gets the same behaviour.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import logging
-import random
 import time
 from datetime import timedelta
 from typing import Any
 
 from .changes import Changes, changes_since
 from .clock import milliseconds, now_ms
-from .errors import ConfigurationError, SessionConflictError
+from .errors import (
+    ConfigurationError,
+    SessionConflictError,
+    SessionStoreError,
+    SessionTooLargeError,
+    UnsupportedValueError,
+)
 from .options import Options, check
-from .record import CorruptRecordError, Record, read_record
-from .session import Session
+from .session import Predecessor, Session
 from .state import Outcome, SessionState, Status, expiry
 from .store import RedisStore
-from .tokens import new_token, token_digest
+from .tokens import new_token
 from .users import Purged, UserIndex
 from .writes import Writer
 
@@ -35,9 +40,16 @@ _WRITTEN = frozenset({Outcome.SAVED, Outcome.CREATED, Outcome.ENDED})
 
 # Compare-and-set attempts before a save queues for the session's write lock.
 _OPTIMISTIC_ATTEMPTS = 3
-_LOCK_WAIT_SECONDS = 5.0
 # How long the lock holder keeps trying; the lock itself lives 2 s.
 _LOCK_HOLD_SECONDS = 1.5
+
+
+class _Default(enum.Enum):
+    ENGINE = "the engine's"
+
+
+#: Stands for the engine's own setting where an argument may also be None.
+ENGINE_DEFAULT = _Default.ENGINE
 
 
 class SessionEngine:
@@ -83,8 +95,7 @@ class SessionEngine:
         )
         #: The per-user index of this engine's sessions.
         self.users = UserIndex(store, self.user_key, self.max_sessions_per_user)
-        self._idle_ms = None if self.idle_timeout is None else milliseconds(self.idle_timeout)
-        self._writer = Writer(store, self.max_size, self._idle_ms)
+        self._writer = Writer(store, self.max_size)
 
     @classmethod
     def from_options(cls, store: RedisStore, options: Options) -> SessionEngine:
@@ -104,55 +115,102 @@ class SessionEngine:
         cookie_token: str | None,
         *,
         lifetime: timedelta,
+        idle_timeout: timedelta | _Default | None = ENGINE_DEFAULT,
         permanent_default: bool = False,
         session_class: type[Session] = Session,
+        predecessor: Predecessor | None = None,
     ) -> Session:
         """Return the session for a request whose cookie held ``cookie_token``.
 
         Nothing is read yet. ``cookie_token`` must be well formed (see
-        :func:`~.tokens.is_well_formed`) or None. The session is a
-        ``session_class``, which adapters take from their own ``session_class``.
+        :func:`~.tokens.is_well_formed`) or None. ``lifetime`` is the absolute
+        lifetime a new or renewed session gets, ``idle_timeout`` the sliding
+        window (by default the engine's). The session is a ``session_class``,
+        which adapters take from their own ``session_class``. Where the store
+        does not know the cookie, the session takes up ``predecessor``'s
+        values, if it has any (see :mod:`.migration`).
+
+        .. versionchanged:: 0.2
+            ``idle_timeout``, so an adapter can read it at request time;
+            ``predecessor``.
         """
+        idle = self.idle_timeout if isinstance(idle_timeout, _Default) else idle_timeout
         return session_class(
             self,
             cookie_token,
             lifetime_ms=milliseconds(lifetime),
+            idle_ms=None if idle is None else milliseconds(idle),
             permanent_default=permanent_default,
+            predecessor=predecessor,
         )
 
     def load(
-        self, state: SessionState, cookie_token: str | None
+        self,
+        state: SessionState,
+        cookie_token: str | None,
+        predecessor: Predecessor | None = None,
     ) -> tuple[SessionState, dict[Any, Any]]:
-        """Read a session's record: one GET, or one script that also slides the idle timeout."""
+        """Read a session's record: one GET, or one script that also slides the idle timeout.
+
+        Where there is none, the session takes up ``predecessor``'s values,
+        which a save then stores under a new token.
+        """
         now = now_ms()
-        if cookie_token is None:
-            return state.started(Status.LOADED, now, self._idle_ms), {}
-        key = self.store.key_for(cookie_token)
-        idle_expiry = None if self._idle_ms is None else now + self._idle_ms
-        blob = self.store.find(key, idle_expiry_ms=idle_expiry)
-        found = None if blob is None else self._read(blob, cookie_token, key)
+        found, key = None, ""
+        if cookie_token is not None:
+            key = self.store.key_for(cookie_token)
+            idle_expiry = None if state.idle_ms is None else now + state.idle_ms
+            blob = self.store.find(key, idle_expiry_ms=idle_expiry)
+            found = None if blob is None else self._writer.read(blob, cookie_token, key)
         if found is None or found[0].deadline_ms <= now:
-            return state.started(Status.LOADED, now, self._idle_ms), {}
+            inherited = None if predecessor is None else self._inherit(predecessor, state, now)
+            if inherited is not None:
+                return state.started(Status.LOADED, now)._replace(inherited=True), inherited
+            return state.started(Status.LOADED, now), {}
+        assert cookie_token is not None
         record, values = found
-        expiry_ms = expiry(record.deadline_ms, now, self._idle_ms)
+        expiry_ms = expiry(record.deadline_ms, now, state.idle_ms)
         user = self.users.user_of(values)
         loaded = state.stored(
             record, record.tag, token=cookie_token, key=key, expiry_ms=expiry_ms, user=user
         )
         return loaded, values
 
-    def destroy(self, state: SessionState, cookie_token: str | None) -> SessionState:
+    def _inherit(
+        self, predecessor: Predecessor, state: SessionState, now: int
+    ) -> dict[Any, Any] | None:
+        """``predecessor``'s values, if it has any and they can be stored here."""
+        values = predecessor.values()
+        if not values:
+            return None
+        try:
+            self._writer.check(state.started(Status.LOADED, now), values)
+        except (UnsupportedValueError, SessionTooLargeError) as error:
+            logger.warning("a session of the old store was not taken up: %s", error)
+            return None
+        return values
+
+    def destroy(
+        self,
+        state: SessionState,
+        cookie_token: str | None,
+        predecessor: Predecessor | None = None,
+    ) -> SessionState:
         """Delete a session's record now; return the state of a new, empty session.
 
         The delete is unconditional: a logout wins over any write in flight.
+        Where the cookie names no session of ours, a session of the old store
+        that it names is deleted too.
         """
-        if state.status is Status.UNLOADED:  # not read yet: the cookie names the record
+        unread = state.status is Status.UNLOADED
+        if unread:  # the cookie names the record
             key = None if cookie_token is None else self.store.key_for(cookie_token)
         else:
             key = state.key
-        if key is not None:
-            self.users.end(key)
-        return state.started(Status.DESTROYED, now_ms(), self._idle_ms)
+        ours = key is not None and self.users.end(key)
+        if predecessor is not None and (state.inherited or (unread and not ours)):
+            predecessor.forget()  # the cookie may name a session of the old store
+        return state.started(Status.DESTROYED, now_ms())
 
     def session_id(self, key: str) -> str:
         """Return the id the admin shows for the record at ``key``: never a token."""
@@ -184,6 +242,8 @@ class SessionEngine:
         else:
             outcome, saved_state, saved = self._save_indexed(state, values, fresh_token)
         session._adopt(saved_state, saved if saved is not values else None)
+        if state.inherited:
+            self._forget(session._predecessor)
         if outcome in _WRITTEN:
             session.modified = True  # a nested change was found: the cookie goes out too
         return outcome
@@ -247,14 +307,14 @@ class SessionEngine:
                 assert current is not None and token is not None and key is not None
                 if changes is None:
                     changes = changes_since(state.stored_values, values)
-                found = self._read(current, token, key)
+                found = self._writer.read(current, token, key)
                 if found is None:
                     return Outcome.VANISHED, state, values
                 record, theirs = found
                 values, state = changes.applied_to(theirs), state.rebased(record)
                 if locked is None and attempt >= _OPTIMISTIC_ATTEMPTS:
                     # Busy session: queue for its lock, so saves land one at a time.
-                    locked = (key, self._wait_for_lock(key))
+                    locked = (key, self._writer.lock(key))
                     hold_until = time.monotonic() + _LOCK_HOLD_SECONDS
                 elif attempt >= self.min_attempts and time.monotonic() > hold_until:
                     break
@@ -265,25 +325,15 @@ class SessionEngine:
             f"the session changed under each of {attempt} attempts to save it"
         )
 
-    def _wait_for_lock(self, key: str) -> str:
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
-        while True:
-            holder = self.store.lock(key)
-            if holder is not None:
-                return holder
-            if time.monotonic() > deadline:
-                raise SessionConflictError("timed out waiting to save a busy session")
-            time.sleep(random.uniform(0.001, 0.005))  # noqa: S311 - jitter, not secrecy
+    def _forget(self, predecessor: Predecessor | None) -> None:
+        """Delete an inherited session from the old store, now that it is saved here.
 
-    def _read(self, blob: bytes, token: str, key: str) -> tuple[Record, dict[Any, Any]] | None:
-        """Return the record in ``blob`` and its values; delete and log it if unreadable."""
+        Its values are safe here, so a failure is logged, not raised: the old
+        session then expires in its own time.
+        """
+        if predecessor is None:
+            return
         try:
-            return read_record(blob)
-        except CorruptRecordError as exc:
-            logger.warning(
-                "deleted an unreadable session record (token %s…): %s",
-                token_digest(token)[:12],
-                exc,
-            )
-            self.store.delete(key)
-            return None
+            predecessor.forget()
+        except SessionStoreError as error:
+            logger.warning("a session taken up from the old store was not deleted there: %s", error)

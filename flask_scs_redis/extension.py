@@ -15,14 +15,11 @@ from flask import session as flask_session
 from .admin import SessionAdmin, SessionInfo
 from .cli import scs_command
 from .engine import SessionEngine
-from .errors import SessionStoreUnavailable
+from .errors import ConfigurationError, SessionStoreUnavailable
 from .flask_interface import RedisSessionInterface
 from .options import CONFIG_KEYS, ConfigurationWarning, Options
 from .session import Session
 from .store import RedisStore
-
-# Read here, not an option (yet): naming "flask-session" silences that warning.
-_MIGRATE_FROM = "SCS_MIGRATE_FROM"
 
 # The keys of Flask-Session's backends other than Redis.
 _OTHER_BACKENDS_KEYS = """SESSION_MEMCACHED SESSION_CACHELIB SESSION_DYNAMODB
@@ -32,13 +29,13 @@ _OTHER_BACKENDS_KEYS = """SESSION_MEMCACHED SESSION_CACHELIB SESSION_DYNAMODB
     SESSION_SQLALCHEMY_BIND_KEY"""
 
 # Flask-Session 0.8's keys (its ``defaults.py``), each with what to do instead.
-# Flask's own SESSION_COOKIE_* and SESSION_REFRESH_EACH_REQUEST are honoured.
+# Flask's own SESSION_COOKIE_* and SESSION_REFRESH_EACH_REQUEST are honoured,
+# and so is SESSION_PERMANENT where SCS_PERMANENT is unset.
 _FLASK_SESSION_KEYS = {
     "SESSION_TYPE": "not needed, RedisSessions(app) is the Redis backend",
     "SESSION_REDIS": "use SCS_REDIS (a client or a URL) or SCS_REDIS_URL",
     "SESSION_CLIENT": "use SCS_REDIS (a client or a URL) or SCS_REDIS_URL",
     "SESSION_KEY_PREFIX": "use SCS_KEY_PREFIX (a prefix of its own keeps old and new apart)",
-    "SESSION_PERMANENT": "not supported yet; set session.permanent = True in a view",
     "SESSION_USE_SIGNER": "not needed, the token is 256 random bits and only its hash is stored",
     "SESSION_ID_LENGTH": "not needed, tokens are 256 bits",
     "SESSION_SERIALIZATION_FORMAT": "not needed, records are always msgpack",
@@ -78,17 +75,22 @@ class RedisSessions:
         makes it. Keys that nothing reads give a :class:`ConfigurationWarning`:
         each ``SCS_*`` key that is no setting, and Flask-Session's, in one.
 
-        :raises ConfigurationError: a config value is invalid.
+        :raises ConfigurationError: a config value is invalid, or, migrating
+            from Flask-Session, ``SCS_KEY_PREFIX`` would hold its records.
 
         .. versionchanged:: 0.2
             Warn about keys that nothing reads.
         """
         _warn_about_unread_keys(app.config)
         options = Options.from_config(app.config)
+        if "flask-session" in options.migrate_from:
+            _check_apart_from_flask_session(options.prefix, app.config)
         interface = self.interface_class(
             SessionEngine.from_options(_store(options), options),
             lifetime=options.lifetime,
             retry_after=None if options.propagate_unavailable else options.retry_after,
+            permanent=options.cookie_persist,
+            migrate_from=options.migrate_from,
         )
         app.session_interface = interface
         if interface.retry_after is not None:
@@ -170,7 +172,7 @@ def _current_session_id() -> str | None:
 
 def _warn_about_unread_keys(config: Mapping[str, Any]) -> None:
     """Warn about each ``SCS_*`` key that is no setting, and once about Flask-Session's keys."""
-    known = CONFIG_KEYS | {_MIGRATE_FROM}
+    known = CONFIG_KEYS
     for key in sorted(k for k in config if isinstance(k, str) and k.startswith("SCS_")):
         if key not in known:
             closest = difflib.get_close_matches(key, known, n=1)
@@ -179,10 +181,25 @@ def _warn_about_unread_keys(config: Mapping[str, Any]) -> None:
             )
             _warn(f"{key} is not a flask-scs-redis setting{hint}")
     leftovers = [key for key in _FLASK_SESSION_KEYS if key in config]
-    if leftovers and not _migrating_from_flask_session(config.get(_MIGRATE_FROM)):
+    if leftovers and not _migrating_from_flask_session(config.get("SCS_MIGRATE_FROM")):
         _warn(
             "flask-scs-redis does not read these Flask-Session keys:"
             + "".join(f"\n  {key}: {_FLASK_SESSION_KEYS[key]}" for key in leftovers)
+        )
+
+
+def _check_apart_from_flask_session(prefix: str, config: Mapping[str, Any]) -> None:
+    """Refuse a key prefix under which Flask-Session's records would look like ours.
+
+    Our reads would take them for corrupt records and delete them, and an
+    admin's purge would too, before they were taken up.
+    """
+    theirs = config.get("SESSION_KEY_PREFIX", "session:")
+    if isinstance(theirs, str) and theirs.startswith(prefix):
+        raise ConfigurationError(
+            f"SCS_KEY_PREFIX {prefix!r} would hold Flask-Session's records too (their"
+            f" SESSION_KEY_PREFIX is {theirs!r}): give SCS_KEY_PREFIX a prefix of its own,"
+            " such as the default 'scs:session:'"
         )
 
 

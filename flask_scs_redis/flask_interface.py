@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from flask import Flask, Request, Response, g
@@ -11,9 +12,10 @@ from werkzeug.datastructures import Headers
 from .cookies import CookieSettings, persistent_expiry, session_cookie
 from .engine import SessionEngine
 from .errors import SessionError, SessionStoreUnavailable
-from .options import duration
+from .migration import predecessor
+from .options import MAX_DURATION, duration
 from .outages import BODY, STATUS, log_outage, outage_headers
-from .session import Session
+from .session import Predecessor, Session
 from .tokens import is_well_formed
 
 
@@ -25,10 +27,19 @@ class RedisSessionInterface(SessionInterface):
     of them in a subclass works as it does for Flask's own interface. So
     does :attr:`session_class`: views get an instance of it.
 
-    ``lifetime`` is the absolute lifetime of a session; None uses the app's
-    ``PERMANENT_SESSION_LIFETIME``.
+    Lifetimes follow Flask's by default: a session lives as long as a
+    request uses it at least once per ``PERMANENT_SESSION_LIFETIME`` (a
+    sliding window), with no absolute cap. ``lifetime`` adds an absolute cap;
+    the engine's ``idle_timeout``, when set, is the window instead. With
+    ``permanent``, new sessions are permanent (a persistent cookie). With
+    ``migrate_from``, sessions of Flask-Session or Flask's cookies are taken
+    up (see :mod:`.migration`).
 
     .. versionadded:: 0.1
+
+    .. versionchanged:: 0.2
+        ``PERMANENT_SESSION_LIFETIME`` is a sliding window, not an absolute
+        lifetime; ``permanent`` and ``migrate_from``.
     """
 
     #: The class of the sessions this interface opens: :class:`Session` or a subclass.
@@ -39,9 +50,15 @@ class RedisSessionInterface(SessionInterface):
         engine: SessionEngine,
         lifetime: timedelta | None = None,
         retry_after: int | None = 5,
+        permanent: bool = False,
+        migrate_from: Sequence[str] = (),
     ) -> None:
         self.engine = engine
         self.lifetime = lifetime
+        #: Whether new sessions are permanent: ``SCS_PERMANENT``.
+        self.permanent = permanent
+        #: The stores whose sessions are taken up: ``SCS_MIGRATE_FROM``.
+        self.migrate_from = tuple(migrate_from)
         #: Seconds a client is asked to wait when the store is down; None lets
         #: :class:`SessionStoreUnavailable` propagate instead of answering 503.
         self.retry_after = retry_after
@@ -64,21 +81,36 @@ class RedisSessionInterface(SessionInterface):
         return response
 
     def get_session_lifetime(self, app: Flask) -> timedelta:
-        """The absolute lifetime of new sessions.
+        """The absolute cap on a new session's life: ``lifetime``, else 100 years (none).
+
+        .. versionchanged:: 0.2
+            No longer ``PERMANENT_SESSION_LIFETIME``, which is the sliding window.
+        """
+        return self.lifetime if self.lifetime is not None else MAX_DURATION
+
+    def get_idle_timeout(self, app: Flask) -> timedelta:
+        """The sliding window: the engine's ``idle_timeout``, else ``PERMANENT_SESSION_LIFETIME``.
+
+        Read at request time, as Flask reads it.
 
         :raises ConfigurationError: ``PERMANENT_SESSION_LIFETIME``, changed
             after ``init_app``, cannot work (see :data:`.options.MAX_DURATION`).
+
+        .. versionadded:: 0.2
         """
-        if self.lifetime is not None:
-            return self.lifetime
+        if self.engine.idle_timeout is not None:
+            return self.engine.idle_timeout
         return duration("PERMANENT_SESSION_LIFETIME", app.permanent_session_lifetime)
 
     def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
-        """When a permanent session's cookie expires: the session's absolute deadline.
+        """When a permanent session's cookie expires; None for a browser-session cookie.
 
-        Non-permanent sessions get a browser-session cookie (None).
+        With ``SESSION_REFRESH_EACH_REQUEST``, when the record would, as of
+        now; else at the deadline. See :func:`.cookies.persistent_expiry`.
         """
-        return persistent_expiry(session) if isinstance(session, Session) else None
+        if not isinstance(session, Session):
+            return None
+        return persistent_expiry(session, app.config["SESSION_REFRESH_EACH_REQUEST"])
 
     def get_cookie_settings(self, app: Flask) -> CookieSettings:
         """The session cookie's name and attributes, from the ``get_cookie_*`` methods."""
@@ -95,14 +127,28 @@ class RedisSessionInterface(SessionInterface):
     def open_session(self, app: Flask, request: Request) -> Session:
         """Make the request's session from its cookie, without reading Redis yet.
 
-        A cookie that is not a well-formed token is ignored.
+        A cookie that is not a well-formed token names no session of ours,
+        though it may name one to take up (see :meth:`get_predecessor`).
         """
         cookie = request.cookies.get(self.get_cookie_name(app))
         return self.engine.open(
             cookie if is_well_formed(cookie) else None,
+            predecessor=self.get_predecessor(app, cookie),
             lifetime=self.get_session_lifetime(app),
+            idle_timeout=self.get_idle_timeout(app),
+            permanent_default=self.permanent,
             session_class=self.session_class,
         )
+
+    def get_predecessor(self, app: Flask, cookie: str | None) -> Predecessor | None:
+        """The session ``cookie`` may name in the stores of ``migrate_from``; None if none.
+
+        Nothing is read until the store proves not to know the cookie. See
+        :mod:`.migration`.
+
+        .. versionadded:: 0.2
+        """
+        return predecessor(app, cookie, self.migrate_from, self.engine.store.client)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Commit the session and set, refresh or delete the cookie.

@@ -193,8 +193,11 @@ class SessionMiddleware:
         return session.modified or (session.permanent and self._refresh_each_request)
 
     def get_expiration_time(self, session: Session) -> datetime | None:
-        """When a permanent session's cookie expires; None for a browser-session cookie."""
-        return persistent_expiry(session)
+        """When a permanent session's cookie expires; None for a browser-session cookie.
+
+        See :func:`.cookies.persistent_expiry`.
+        """
+        return persistent_expiry(session, self._refresh_each_request)
 
 
 def _cookie_value(header: str, name: str) -> str | None:

@@ -32,8 +32,10 @@ MAX_DURATION = timedelta(days=36525)
 # RFC 6265 cookie-name: an RFC 7230 token.
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
-# Flask's lifetime, used where SCS_LIFETIME is unset.
+# Flask's lifetime, the sliding window where SCS_IDLE_TIMEOUT is unset.
 _FLASK_LIFETIME = "PERMANENT_SESSION_LIFETIME"
+# Flask-Session's, honoured where SCS_PERMANENT is unset.
+_FLASK_SESSION_PERMANENT = "SESSION_PERMANENT"
 
 _Check = Callable[[str, Any], Any]
 
@@ -113,6 +115,25 @@ def _client_or_url(name: str, value: Any) -> Any:
     return value
 
 
+#: What ``SCS_MIGRATE_FROM`` may name: Flask-Session's records, Flask's signed cookies.
+MIGRATION_SOURCES = ("flask-session", "cookie")
+
+
+def _sources(name: str, value: Any) -> tuple[str, ...]:
+    """Return the migration sources ``value`` names (a name, or a list of them), in order."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ConfigurationError(
+            f"{name} must be a list of source names such as ['flask-session'], not {value!r}"
+        )
+    for source in names:
+        if source.lower() not in MIGRATION_SOURCES:
+            raise ConfigurationError(
+                f"{name} names {source!r}; the sources are {', '.join(MIGRATION_SOURCES)}"
+            )
+    return tuple(dict.fromkeys(source.lower() for source in names))
+
+
 def _cookie_name(name: str, value: Any) -> str:
     if not isinstance(value, str) or not _COOKIE_NAME.fullmatch(value):
         raise ConfigurationError(f"{name} must be a cookie token such as 'session', not {value!r}")
@@ -167,9 +188,11 @@ class Options:
     replica_timeout: timedelta = _option(timedelta(seconds=0.5), duration, "SCS_REPLICA_TIMEOUT")
 
     # The session lifecycle.
-    #: None: the framework's lifetime (Flask's PERMANENT_SESSION_LIFETIME,
-    #: read at request time), else :data:`DEFAULT_LIFETIME`.
+    #: The absolute cap. None: under Flask, no cap; under the middleware,
+    #: :data:`DEFAULT_LIFETIME`.
     lifetime: timedelta | None = _option(None, _optional(duration), "SCS_LIFETIME")
+    #: The sliding window. None: under Flask, ``PERMANENT_SESSION_LIFETIME``
+    #: (read at request time); under the middleware, none.
     idle_timeout: timedelta | None = _option(None, _optional(duration), "SCS_IDLE_TIMEOUT")
     max_size: int = _option(65536, positive_int, "SCS_MAX_SIZE")
     #: Attempts a contended save makes at the least before it gives up.
@@ -179,6 +202,9 @@ class Options:
     max_sessions_per_user: int | None = _option(
         None, _optional(positive_int), "SCS_MAX_SESSIONS_PER_USER"
     )
+    #: The stores whose sessions a request takes up where ours does not know
+    #: its cookie (Flask only): see :data:`MIGRATION_SOURCES`.
+    migrate_from: tuple[str, ...] = _option((), _sources, "SCS_MIGRATE_FROM")
 
     # Outages, as the Flask extension answers them.
     retry_after: int = _option(5, positive_int, "SCS_RETRY_AFTER")
@@ -192,8 +218,10 @@ class Options:
     cookie_httponly: bool = _option(True, flag)
     cookie_samesite: str | None = _option("Lax", _samesite)
     cookie_partitioned: bool = _option(False, flag)
-    #: Whether the cookie outlives the browser session, as SCS's ``Persist``.
-    cookie_persist: bool = _option(True, flag)
+    #: Whether new sessions get a cookie that outlives the browser session,
+    #: as SCS's ``Persist``. Under Flask it is ``SCS_PERMANENT``, by default
+    #: False as in Flask, or Flask-Session's ``SESSION_PERMANENT``.
+    cookie_persist: bool = _option(True, flag, "SCS_PERMANENT")
     #: Re-send a persistent cookie on each request that uses the session.
     cookie_refresh_each_request: bool = _option(True, flag)
     environ_key: str = _option("scs.session", _not_empty)
@@ -214,22 +242,26 @@ class Options:
     def from_config(cls, config: Mapping[str, Any]) -> Options:
         """Check the ``SCS_*`` keys of a Flask app's ``config``, over the defaults.
 
-        Without ``SCS_LIFETIME``, Flask's ``PERMANENT_SESSION_LIFETIME`` is
-        checked too, as it stands in. A URL in ``SCS_REDIS`` is taken as
-        ``SCS_REDIS_URL``.
+        Without ``SCS_IDLE_TIMEOUT``, Flask's ``PERMANENT_SESSION_LIFETIME`` is
+        checked too, as it stands in. ``SCS_PERMANENT`` is False unless set,
+        or unless Flask-Session's ``SESSION_PERMANENT`` is. A URL in
+        ``SCS_REDIS`` is taken as ``SCS_REDIS_URL``.
 
         :raises ConfigurationError: a value is not valid; the message names its key.
 
         .. versionchanged:: 0.2
-            ``SCS_REDIS`` takes a URL.
+            ``SCS_REDIS`` takes a URL; ``SCS_PERMANENT``.
         """
-        values, labels = {}, {}
+        values, labels = {"cookie_persist": False}, {"cookie_persist": "SCS_PERMANENT"}
+        if _FLASK_SESSION_PERMANENT in config:
+            values["cookie_persist"] = config[_FLASK_SESSION_PERMANENT]
+            labels["cookie_persist"] = _FLASK_SESSION_PERMANENT
         for option in _FIELDS.values():
             key = option.metadata["config"]
             if key is not None and key in config:
                 values[option.name], labels[option.name] = config[key], key
         options = cls._checked(values, labels)
-        if options.lifetime is None and _FLASK_LIFETIME in config:
+        if options.idle_timeout is None and _FLASK_LIFETIME in config:
             duration(_FLASK_LIFETIME, config[_FLASK_LIFETIME])
         return options
 

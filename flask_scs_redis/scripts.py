@@ -40,7 +40,8 @@ return 1
 # Reads a record and slides its idle timeout (ARGV[2], a Unix ms time) in one
 # command, never past the deadline that the record itself holds, and not at
 # all once ARGV[1] (now) has passed it. The deadline is the third field of the
-# msgpack array: after the array header, the format and the revision.
+# msgpack array: after the array header, the format and the revision. A
+# server that refuses the write (a read-only replica) still answers the read.
 READ = """
 local record = redis.call('GET', KEYS[1])
 if not record then return false end
@@ -65,7 +66,11 @@ else
   return record
 end
 if deadline > tonumber(ARGV[1]) then
-  redis.call('PEXPIREAT', KEYS[1], math.min(deadline, tonumber(ARGV[2])))
+  local slid = redis.pcall('PEXPIREAT', KEYS[1], math.min(deadline, tonumber(ARGV[2])))
+  -- A read-only replica refuses the write: the read still answers, unslid.
+  if type(slid) == 'table' and slid.err and not string.find(slid.err, '^READONLY') then
+    return redis.error_reply(slid.err)
+  end
 end
 return record
 """

@@ -12,18 +12,35 @@ from .clock import moment
 from .errors import SessionStoreUnavailable
 from .state import SessionState, Status
 
-__all__ = ["Session", "SessionBackend", "Status"]
+__all__ = ["Predecessor", "Session", "SessionBackend", "Status"]
+
+
+class Predecessor(Protocol):
+    """The session that a request's cookie names in the store an app moves off.
+
+    See :mod:`.migration`. The engine asks for its values only when our
+    store does not know the cookie, and has it forget the session once its
+    values are saved here, or once the session is ended.
+    """
+
+    def values(self) -> dict[Any, Any] | None:
+        """Its values, or None where there is no such session (at most one command)."""
+
+    def forget(self) -> None:
+        """Delete it from the old store, so it cannot be taken up again."""
 
 
 class SessionBackend(Protocol):
     """What a :class:`Session` asks of the engine that opened it."""
 
     def load(
-        self, state: SessionState, cookie_token: str | None
+        self, state: SessionState, cookie_token: str | None, predecessor: Predecessor | None
     ) -> tuple[SessionState, dict[Any, Any]]:
-        """Read the session ``cookie_token`` names; return its state and values."""
+        """Read the session ``cookie_token`` names, or else take up ``predecessor``'s."""
 
-    def destroy(self, state: SessionState, cookie_token: str | None) -> SessionState:
+    def destroy(
+        self, state: SessionState, cookie_token: str | None, predecessor: Predecessor | None
+    ) -> SessionState:
         """Delete the session's record now; return the state of a new, empty session."""
 
     def session_id(self, key: str) -> str:
@@ -93,13 +110,16 @@ class Session(dict[str, Any], SessionMixin):
         cookie_token: str | None,
         *,
         lifetime_ms: int,
+        idle_ms: int | None = None,
         permanent_default: bool = False,
+        predecessor: Predecessor | None = None,
     ) -> None:
         super().__init__()
         self._backend = backend
         self._cookie_token = cookie_token
+        self._predecessor = predecessor
         self._permanent_default = permanent_default
-        self._state = SessionState.unloaded(lifetime_ms)
+        self._state = SessionState.unloaded(lifetime_ms, idle_ms)
         self.accessed = False
         self._modified = False
         self._failure: SessionStoreUnavailable | None = None
@@ -196,17 +216,19 @@ class Session(dict[str, Any], SessionMixin):
     def deadline(self) -> datetime:
         """The absolute end of the session, an aware UTC datetime.
 
-        Activity never moves it; :meth:`renew` starts a new lifetime.
+        Activity never moves it; :meth:`renew` starts a new lifetime. With no
+        absolute cap (Flask's default, see the README's "Lifetimes"), it is
+        100 years (:data:`.options.MAX_DURATION`) after the session began.
         """
         self._ensure_loaded()
         return moment(self._state.deadline_ms)
 
     @property
     def expires(self) -> datetime:
-        """When the stored record expires: the deadline, or sooner when idle.
+        """When the stored record expires unless used again: the deadline, or sooner when idle.
 
-        A persistent cookie expires at :attr:`deadline` instead, as reads
-        move this in Redis without resending the cookie.
+        Each read moves it (the sliding window). A persistent cookie is set
+        to expire with it.
         """
         self._ensure_loaded()
         return moment(self._state.expiry_ms)
@@ -241,12 +263,13 @@ class Session(dict[str, Any], SessionMixin):
         A value written after this starts a new session with a new token.
         """
         self.accessed = True
-        self._adopt(self._backend.destroy(self._state, self._cookie_token), {})
+        ended = self._backend.destroy(self._state, self._cookie_token, self._predecessor)
+        self._adopt(ended, {})
 
     def _ensure_loaded(self) -> None:
         if self._state.status is Status.UNLOADED:
             try:
-                self._adopt(*self._backend.load(self._state, self._cookie_token))
+                self._adopt(*self._backend.load(self._state, self._cookie_token, self._predecessor))
             except SessionStoreUnavailable as error:
                 self._failure = error
                 raise

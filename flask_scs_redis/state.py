@@ -65,6 +65,8 @@ class SessionState(NamedTuple):
     status: Status
     #: The absolute lifetime a new or renewed session gets.
     lifetime_ms: int
+    #: The idle timeout: how long the record lives past its last use (None: none).
+    idle_ms: int | None
     #: The token of the stored record; None while there is none.
     token: str | None
     #: The Redis key of the stored record; None while there is none.
@@ -84,6 +86,9 @@ class SessionState(NamedTuple):
     stored_description: str | None
     #: This request's description: the stored one, unless the request set its own.
     description: str | None
+    #: Whether the values were taken up from the store the app moves off
+    #: (see :mod:`.migration`), which forgets them once they are saved here.
+    inherited: bool = False
 
     def __repr__(self) -> str:
         # Never the token, the key (a token, without hashing) or the values.
@@ -93,16 +98,16 @@ class SessionState(NamedTuple):
         )
 
     @staticmethod
-    def unloaded(lifetime_ms: int) -> SessionState:
+    def unloaded(lifetime_ms: int, idle_ms: int | None) -> SessionState:
         """The state of a session before its first use."""
-        return _unloaded(lifetime_ms)
+        return _unloaded(lifetime_ms, idle_ms)
 
-    def started(self, status: Status, now_ms: int, idle_ms: int | None) -> SessionState:
+    def started(self, status: Status, now_ms: int) -> SessionState:
         """The state of a new session with nothing stored, starting at ``now_ms``."""
         deadline_ms = now_ms + self.lifetime_ms
-        expiry_ms = expiry(deadline_ms, now_ms, idle_ms)
+        expiry_ms = expiry(deadline_ms, now_ms, self.idle_ms)
         return SessionState(
-            status, self.lifetime_ms, None, None, 0, b"", None,
+            status, self.lifetime_ms, self.idle_ms, None, None, 0, b"", None,
             deadline_ms, now_ms, now_ms, expiry_ms, None, None, None,
         )  # fmt: skip
 
@@ -120,6 +125,7 @@ class SessionState(NamedTuple):
         return SessionState(
             Status.LOADED,
             self.lifetime_ms,
+            self.idle_ms,
             token,
             key,
             record.revision,
@@ -153,8 +159,9 @@ class SessionState(NamedTuple):
 
 
 @functools.lru_cache(maxsize=32)
-def _unloaded(lifetime_ms: int) -> SessionState:
+def _unloaded(lifetime_ms: int, idle_ms: int | None) -> SessionState:
     # Shared, as states never change: most apps use one lifetime or a few.
     return SessionState(
-        Status.UNLOADED, lifetime_ms, None, None, 0, b"", None, 0, 0, 0, 0, None, None, None
-    )
+        Status.UNLOADED, lifetime_ms, idle_ms, None, None, 0, b"", None, 0, 0, 0, 0, None, None,
+        None,
+    )  # fmt: skip

@@ -26,6 +26,11 @@ logger = logging.getLogger("flask_scs_redis")
 #: Where a session is as the index sees it: (user, key), either may be None.
 Place = tuple[Optional[str], Optional[str]]
 
+#: Past this many entries, a user's index is checked for sessions that ended
+#: idle (their entries outlive them until the deadline, which may be far off)
+#: each time a session joins it.
+PRUNE_PAST = 32
+
 
 class Entry(NamedTuple):
     """A session entered in its user's index ahead of its write."""
@@ -34,7 +39,8 @@ class Entry(NamedTuple):
     session_id: str
     #: The id it replaces in the same index, dropped once the write is confirmed.
     drop: str | None
-    #: With a per-user limit and the index over it: the user's other ids, oldest first.
+    #: With the index over the per-user limit or :data:`PRUNE_PAST`: the user's
+    #: other ids, oldest first.
     others: list[str]
 
 
@@ -105,8 +111,9 @@ class UserIndex:
             return None
         session_id = self.store.id_of(key)
         drop = self.store.id_of(old_key) if old_key is not None and old_user == user else None
+        limit = min(self.keep_at_most or PRUNE_PAST, PRUNE_PAST)
         others = self.indexes.join(
-            user, session_id, deadline_ms=deadline_ms, requires=drop, limit=self.keep_at_most
+            user, session_id, deadline_ms=deadline_ms, requires=drop, limit=limit
         )
         if others is None:
             raise Purged(user)
@@ -116,18 +123,18 @@ class UserIndex:
         """Confirm an entry once its record is written; False if its user's sessions were ended.
 
         On False the caller deletes the record it wrote. On True the entry it
-        replaces is dropped, and past the per-user limit the oldest of the
-        user's live sessions are ended; entries of sessions that expired
-        meanwhile are pruned first and never count.
+        replaces is dropped. Past :data:`PRUNE_PAST` entries, those of
+        sessions that expired meanwhile are pruned; past the per-user limit,
+        they are pruned and the oldest of the user's live sessions are ended.
         """
         if not self.indexes.confirm(entry.user, entry.session_id, drop=entry.drop):
             return False
-        if entry.others and self.keep_at_most is not None:
+        if entry.others:
             alive = self.indexes.alive(entry.others)
             live = [i for i, found in zip(entry.others, alive) if found]
             dead = [i for i, found in zip(entry.others, alive) if not found]
-            excess = max(0, len(live) + 1 - self.keep_at_most)
-            ended = live[:excess]
+            excess = 0 if self.keep_at_most is None else len(live) + 1 - self.keep_at_most
+            ended = live[: max(0, excess)]
             self.store.delete(*[self.store.key_of(session_id) for session_id in ended])
             self.indexes.remove(entry.user, *dead, *ended)
         return True

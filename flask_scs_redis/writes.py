@@ -9,13 +9,15 @@ attempt returns the record that won, and the engine decides what to do next.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import codec
 from .clock import now_ms
 from .codec import encode
-from .errors import SessionTooLargeError
-from .record import Record, pack_record
+from .errors import SessionConflictError, SessionTooLargeError
+from .record import CorruptRecordError, Record, pack_record, read_record
 from .scripts import WriteStatus
 from .state import Outcome, SessionState, Status, expiry
 from .store import RedisStore
@@ -25,6 +27,8 @@ logger = logging.getLogger("flask_scs_redis")
 
 #: How long the record of an emptied session stays, empty, for requests in flight.
 EMPTIED_GRACE_MS = 60_000
+# How long a save queues for a busy session's write lock.
+_LOCK_WAIT_SECONDS = 5.0
 
 
 if TYPE_CHECKING:
@@ -37,14 +41,13 @@ if TYPE_CHECKING:
 class Writer:
     """Write session records in ``store``, at most ``max_size`` bytes each.
 
-    ``idle_ms`` is the idle timeout in milliseconds (None: none), which with
-    the deadline sets each key's expiry.
+    Each key's expiry is set by the session's deadline and idle timeout,
+    which its state holds.
     """
 
-    def __init__(self, store: RedisStore, max_size: int, idle_ms: int | None) -> None:
+    def __init__(self, store: RedisStore, max_size: int) -> None:
         self.store = store
         self.max_size = max_size
-        self.idle_ms = idle_ms
 
     def attempt(self, state: SessionState, values: dict[Any, Any], fresh_token: str) -> Attempt:
         """Make the one write that saves ``values``.
@@ -61,6 +64,44 @@ class Writer:
         if state.status is Status.RENEWED:
             return self._move(state, encoded, fresh_token)
         return self._create(state, encoded, fresh_token)
+
+    def check(self, state: SessionState, values: dict[Any, Any]) -> None:
+        """Check that ``values`` could be written as a new record of ``state``.
+
+        :raises UnsupportedValueError: a value cannot be encoded.
+        :raises SessionTooLargeError: the record would exceed ``max_size``.
+        """
+        self._draft(state, 1, encode(values), state.deadline_ms, "", "")
+
+    def read(self, blob: bytes, token: str, key: str) -> tuple[Record, dict[Any, Any]] | None:
+        """Return the record in ``blob``, read at ``key``, and its values.
+
+        An unreadable record is deleted and logged (never its token), and None returned.
+        """
+        try:
+            return read_record(blob)
+        except CorruptRecordError as exc:
+            logger.warning(
+                "deleted an unreadable session record (token %s…): %s",
+                token_digest(token)[:12],
+                exc,
+            )
+            self.store.delete(key)
+            return None
+
+    def lock(self, key: str) -> str:
+        """Queue for the write lock of the session at ``key``; return the holder's id.
+
+        :raises SessionConflictError: it was not free within 5 s.
+        """
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        while True:
+            holder = self.store.lock(key)
+            if holder is not None:
+                return holder
+            if time.monotonic() > deadline:
+                raise SessionConflictError("timed out waiting to save a busy session")
+            time.sleep(random.uniform(0.001, 0.005))  # noqa: S311 - jitter, not secrecy
 
     def destination(
         self, state: SessionState, values: dict[Any, Any], fresh_token: str
@@ -100,7 +141,7 @@ class Writer:
             if write.status is WriteStatus.CONFLICT:
                 return None, state, write.current
             outcome = Outcome.ENDED if write.status is WriteStatus.DONE else Outcome.VANISHED
-        return outcome, state.started(Status.LOADED, now_ms(), self.idle_ms), None
+        return outcome, state.started(Status.LOADED, now_ms()), None
 
     def _replace(self, state: SessionState, encoded: bytes) -> Attempt:
         token, key = state.token, state.key
@@ -169,7 +210,7 @@ class Writer:
         blob, tag = pack_record(record)
         if len(blob) > self.max_size:
             raise SessionTooLargeError(len(blob), self.max_size)
-        expiry_ms = expiry(deadline_ms, now, self.idle_ms)
+        expiry_ms = expiry(deadline_ms, now, state.idle_ms)
         written = state.stored(
             record, tag, token=token, key=key, expiry_ms=expiry_ms, user=state.user
         )

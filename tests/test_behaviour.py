@@ -304,10 +304,20 @@ def test_a_persistent_cookie_expires_at_the_deadline(make_client: MakeClient) ->
     assert "Expires=" in header
 
 
-def test_a_persistent_cookie_expires_at_the_deadline_and_the_server_enforces_idleness(
+def test_a_refreshed_persistent_cookie_follows_the_sliding_window(
     make_client: MakeClient,
 ) -> None:
+    """Each read slides the record and re-sends the cookie, so both move together."""
     client = make_client(lifetime=3600, idle_timeout=120)
+    header = set_cookie_headers(client.get("/permanent"))[0]
+    assert "Max-Age=119" in header or "Max-Age=120" in header
+    (again,) = set_cookie_headers(client.get("/read"))
+    assert "Max-Age=119" in again or "Max-Age=120" in again
+
+
+def test_a_cookie_sent_only_on_change_expires_at_the_deadline(make_client: MakeClient) -> None:
+    """Reads slide the record without sending it: it must outlast the window."""
+    client = make_client(lifetime=3600, idle_timeout=120, refresh_each_request=False)
     header = set_cookie_headers(client.get("/permanent"))[0]
     assert "Max-Age=3599" in header or "Max-Age=3600" in header
 

@@ -61,18 +61,6 @@ def test_prefix_and_unhashed_tokens_shape_the_keys(
     assert list(redis_client.scan_iter()) == [f"myapp:{token}".encode()]
 
 
-def test_lifetime_defaults_to_permanent_session_lifetime_read_at_request_time(
-    make_app: MakeApp,
-) -> None:
-    app = make_app()
-    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=5)
-    client = app.test_client()
-    client.get("/incr")
-    deadline = datetime.fromisoformat(client.get("/deadline").text)
-    remaining = deadline - datetime.now(timezone.utc)
-    assert timedelta(minutes=4) < remaining <= timedelta(minutes=5)
-
-
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
@@ -107,16 +95,16 @@ def test_an_invalid_value_fails_at_init_app_with_a_clear_message(
         RedisSessions(app)
 
 
-def test_permanent_session_lifetime_is_not_checked_when_scs_lifetime_wins() -> None:
+def test_permanent_session_lifetime_is_not_checked_when_scs_idle_timeout_wins() -> None:
     app = Flask(__name__)
-    app.config.update(SCS_LIFETIME=3600, PERMANENT_SESSION_LIFETIME=timedelta.max)
+    app.config.update(SCS_IDLE_TIMEOUT=3600, PERMANENT_SESSION_LIFETIME=timedelta.max)
     RedisSessions(app)  # Flask's lifetime is not used, so not refused
 
 
 def test_the_longest_lifetime_gives_a_cookie_that_expires_in_a_hundred_years(
     make_app: MakeApp,
 ) -> None:
-    client = make_app(SCS_LIFETIME=MAX_DURATION).test_client()
+    client = make_app(SCS_LIFETIME=MAX_DURATION, SCS_IDLE_TIMEOUT=MAX_DURATION).test_client()
     response = client.get("/permanent")
     expires = client.get_cookie("session").expires  # type: ignore[union-attr]
     assert response.status_code == 200
@@ -241,7 +229,7 @@ def test_leftover_flask_session_keys_give_one_warning_saying_what_to_use_instead
     assert "SESSION_KEY_PREFIX: use SCS_KEY_PREFIX" in message
     assert "SESSION_TYPE: not needed" in message
     assert "SESSION_USE_SIGNER: not needed" in message
-    assert "SESSION_PERMANENT: not supported yet" in message
+    assert "SESSION_PERMANENT" not in message  # honoured: see test_lifetimes
 
 
 def test_flasks_own_session_keys_are_honoured_and_not_warned_about() -> None:

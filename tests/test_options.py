@@ -140,4 +140,5 @@ def test_options_from_config_read_only_scs_keys_over_the_defaults() -> None:
     options = Options.from_config({"SCS_IDLE_TIMEOUT": 60, "SESSION_COOKIE_NAME": "other"})
     assert options.idle_timeout == timedelta(seconds=60)
     assert options.cookie_name == Options.cookie_name  # Flask's cookie keys stay Flask's
-    assert options == Options.from_keywords(idle_timeout=60)
+    # SCS_PERMANENT is False unless set, as Flask's sessions are not permanent by default.
+    assert options == Options.from_keywords(idle_timeout=60, cookie_persist=False)

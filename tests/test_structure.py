@@ -24,7 +24,7 @@ LAYERS = [
     {"state", "changes", "indexes", "users"},
     {"session", "writes"},
     {"engine", "admin", "checks"},
-    {"cookies", "cli"},
+    {"cookies", "cli", "migration"},
     {"flask_interface", "middleware"},
     {"extension"},
     {"__init__"},

@@ -21,6 +21,7 @@ from flask_scs_redis import (
     Session,
     SessionMiddleware,
 )
+from flask_scs_redis.options import MAX_DURATION
 
 View = Callable[[Session, Mapping[str, str], RedisStore], str]
 VIEWS: dict[str, View] = {}
@@ -295,7 +296,9 @@ def build_wsgi_app(redis_client: Any, **options: Any) -> SessionMiddleware:
     # Flask's defaults, so the two adapters can be held to the same expectations.
     options.setdefault("cookie_persist", False)
     options.setdefault("cookie_samesite", None)
-    options.setdefault("lifetime", 31 * 24 * 3600)
+    # Flask's lifetimes: a sliding window of 31 days, no absolute cap.
+    options.setdefault("idle_timeout", 31 * 24 * 3600)
+    options.setdefault("lifetime", MAX_DURATION)
     if "refresh_each_request" in options:
         options["cookie_refresh_each_request"] = options.pop("refresh_each_request")
     session_type = options.pop("session_class", Session)
