@@ -41,16 +41,25 @@ class Indexes:
         deadline_ms: int,
         requires: str | None = None,
         limit: int | None = None,
+        check_every: int | None = None,
     ) -> list[str] | None:
         """Index ``session_id`` under ``user``; None if ``requires`` was no longer indexed.
 
         Entries past their deadline are pruned first. Past ``limit``
-        entries, the answer lists every other id, oldest deadline first.
+        entries, or at each multiple of ``check_every`` entries, the answer
+        lists every other id, oldest deadline first.
         """
         with translated_errors():
             answer = self._join(
                 keys=[self.key(user)],
-                args=[session_id, deadline_ms, now_ms(), requires or "", limit or 0],
+                args=[
+                    session_id,
+                    deadline_ms,
+                    now_ms(),
+                    requires or "",
+                    limit or 0,
+                    check_every or 0,
+                ],
             )
         return None if answer == -1 else _ids(answer)
 

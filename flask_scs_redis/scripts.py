@@ -98,16 +98,19 @@ return redis.call('DEL', KEYS[1])
 # after pruning entries past ARGV[3] (now). With ARGV[4] set, only if that id
 # (the session being renewed) is still indexed: a purge took it out, so the
 # answer is -1 and nothing is added. Keeps the key alive until its last
-# deadline. Past ARGV[5] entries (0: no limit), answers every other id, oldest
-# first, for the caller to check; otherwise an empty list.
+# deadline. Past ARGV[5] entries (0: no limit), or when the count of entries
+# is a multiple of ARGV[6] (0: never), answers every other id, oldest first,
+# for the caller to check; otherwise an empty list.
 INDEX_JOIN = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 if ARGV[4] ~= '' and not redis.call('ZSCORE', KEYS[1], ARGV[4]) then return -1 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], last[2])
-local limit = tonumber(ARGV[5])
-if limit == 0 or redis.call('ZCARD', KEYS[1]) <= limit then return {} end
+local limit, every = tonumber(ARGV[5]), tonumber(ARGV[6])
+local count = redis.call('ZCARD', KEYS[1])
+local over = limit ~= 0 and count > limit
+if not over and (every == 0 or count % every ~= 0) then return {} end
 local others = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if id ~= ARGV[1] then table.insert(others, id) end

@@ -26,10 +26,11 @@ logger = logging.getLogger("flask_scs_redis")
 #: Where a session is as the index sees it: (user, key), either may be None.
 Place = tuple[Optional[str], Optional[str]]
 
-#: Past this many entries, a user's index is checked for sessions that ended
-#: idle (their entries outlive them until the deadline, which may be far off)
-#: each time a session joins it.
-PRUNE_PAST = 32
+#: Each time a user's index reaches a multiple of this many entries, it is
+#: checked for sessions that ended idle: their entries outlive them until
+#: the deadline, which may be far off. One check per this many joins keeps
+#: the cost of a join flat for a user with many live sessions.
+PRUNE_EVERY = 32
 
 
 class Entry(NamedTuple):
@@ -39,8 +40,8 @@ class Entry(NamedTuple):
     session_id: str
     #: The id it replaces in the same index, dropped once the write is confirmed.
     drop: str | None
-    #: With the index over the per-user limit or :data:`PRUNE_PAST`: the user's
-    #: other ids, oldest first.
+    #: With the index over the per-user limit, or at a multiple of
+    #: :data:`PRUNE_EVERY` entries: the user's other ids, oldest first.
     others: list[str]
 
 
@@ -111,9 +112,13 @@ class UserIndex:
             return None
         session_id = self.store.id_of(key)
         drop = self.store.id_of(old_key) if old_key is not None and old_user == user else None
-        limit = min(self.keep_at_most or PRUNE_PAST, PRUNE_PAST)
         others = self.indexes.join(
-            user, session_id, deadline_ms=deadline_ms, requires=drop, limit=limit
+            user,
+            session_id,
+            deadline_ms=deadline_ms,
+            requires=drop,
+            limit=self.keep_at_most,
+            check_every=PRUNE_EVERY,
         )
         if others is None:
             raise Purged(user)
@@ -123,9 +128,10 @@ class UserIndex:
         """Confirm an entry once its record is written; False if its user's sessions were ended.
 
         On False the caller deletes the record it wrote. On True the entry it
-        replaces is dropped. Past :data:`PRUNE_PAST` entries, those of
-        sessions that expired meanwhile are pruned; past the per-user limit,
-        they are pruned and the oldest of the user's live sessions are ended.
+        replaces is dropped. When the index answered the user's other ids
+        (see :data:`PRUNE_EVERY`), those of sessions that expired meanwhile
+        are pruned; past the per-user limit, the oldest of the user's live
+        sessions are ended too.
         """
         if not self.indexes.confirm(entry.user, entry.session_id, drop=entry.drop):
             return False

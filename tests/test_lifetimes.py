@@ -18,9 +18,9 @@ from flask.testing import FlaskClient
 from flask_session import Session as FlaskSession
 
 from flask_scs_redis import ConfigurationError, RedisSessions
-from flask_scs_redis.users import PRUNE_PAST
+from flask_scs_redis.users import PRUNE_EVERY
 
-from harness import MakeApp, set_cookie_headers
+from harness import Count, MakeApp, set_cookie_headers
 
 
 def logged_in_app(kind: str, redis_client: redis.Redis, **config: Any) -> Flask:
@@ -177,16 +177,21 @@ def test_session_permanent_is_checked_and_named_in_the_message() -> None:
 
 
 def test_entries_of_sessions_that_ended_idle_are_pruned_from_the_user_index(
-    make_app: MakeApp, redis_client: redis.Redis
+    make_app: MakeApp, redis_client: redis.Redis, count: Count
 ) -> None:
     """With no absolute cap, an entry's deadline is far off: its record's end must prune it."""
     app = make_app(SCS_IDLE_TIMEOUT=1)
-    for _ in range(PRUNE_PAST + 1):
+    for _ in range(PRUNE_EVERY - 1):
         app.test_client().get("/set?key=_user_id&value=42")
     (index,) = redis_client.keys("scs:session:*:user")
-    assert redis_client.zcard(index) == PRUNE_PAST + 1
+    assert redis_client.zcard(index) == PRUNE_EVERY - 1
     time.sleep(1.2)  # every one of them ends idle
     client = app.test_client()
-    client.get("/set?key=_user_id&value=42")
+    with count() as counted:
+        client.get("/set?key=_user_id&value=42")  # the PRUNE_EVERY-th entry
+    assert counted.by_command["exists"] == PRUNE_EVERY - 1  # one pipelined check
     assert redis_client.zcard(index) == 1
-    assert client.get("/read").status_code == 200
+    with count() as counted:
+        app.test_client().get("/set?key=_user_id&value=42")
+    assert "exists" not in counted.by_command  # checked once per PRUNE_EVERY joins
+    assert redis_client.zcard(index) == 2

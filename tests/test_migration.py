@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import pickle
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,7 +34,15 @@ from werkzeug.test import TestResponse
 from flask_scs_redis import ConfigurationError, RedisSessions
 from flask_scs_redis.tokens import is_well_formed, new_token
 
-from harness import Count, cookie_token, set_cookie_headers, stored_keys, stored_sessions
+from harness import (
+    Count,
+    cookie_token,
+    http_get,
+    serving,
+    set_cookie_headers,
+    stored_keys,
+    stored_sessions,
+)
 from views import build_flask_app
 
 SECRET = "the-secret-key-both-apps-share"
@@ -726,3 +735,50 @@ def test_a_session_taken_up_is_indexed_under_its_user(redis_client: redis.Redis)
     assert client.get("/mine-now").text == "0"
     assert stored_sessions(redis_client) == []
     assert values_of(switched(app, sid)) == {}  # and the old cookie is no way back in
+
+
+# Requests in parallel at the switch, over real HTTP.
+
+
+def test_parallel_first_requests_each_take_the_session_up_and_keep_the_user(
+    redis_client: redis.Redis,
+) -> None:
+    """A page's requests that all read the old session before any saves each take it up.
+
+    Whichever answer the browser keeps last, its cookie names a session of the user.
+    """
+    sid = logged_in(flask_session_app(redis_client))
+    app = new_app(redis_client)
+    parallel = 6
+    all_read = threading.Barrier(parallel, timeout=10)
+
+    @app.get("/page")
+    def page() -> str:
+        user = session.get("_user_id")
+        all_read.wait()  # every request has read before any saves
+        return str(user)
+
+    answers: list[tuple[int, list[tuple[str, str]], bytes]] = []
+    with serving(app) as port:
+        threads = [
+            threading.Thread(
+                target=lambda: answers.append(http_get(port, "/page", {"Cookie": f"session={sid}"}))
+            )
+            for _ in range(parallel)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+    assert [(status, body) for status, _, body in answers] == [(200, USER.encode())] * parallel
+    tokens = {
+        value.split(";")[0].removeprefix("session=")
+        for _, headers, _ in answers
+        for name, value in headers
+        if name == "Set-Cookie"
+    }
+    assert len(tokens) == parallel  # a copy each, each under a token of ours
+    for token in tokens:
+        client = switched(app, token)
+        assert values_of(client) == LOGGED_IN
+    assert redis_client.exists(f"session:{sid}") == 0
