@@ -84,6 +84,10 @@ def test_prefix_and_unhashed_tokens_shape_the_keys(
         ("SCS_REPLICA_TIMEOUT", timedelta.max, "SCS_REPLICA_TIMEOUT must be at most 100 years"),
         ("PERMANENT_SESSION_LIFETIME", timedelta.max, "PERMANENT_SESSION_LIFETIME must be at"),
         ("PERMANENT_SESSION_LIFETIME", 0, "PERMANENT_SESSION_LIFETIME must be positive"),
+        ("SCS_MIGRATE_FROM", ["flask_session"], "the sources are flask-session, cookie"),
+        ("SCS_MIGRATE_FROM", 5, "SCS_MIGRATE_FROM must be a list of source names"),
+        ("SCS_MIGRATE_FROM", [None], "SCS_MIGRATE_FROM must be a list of source names"),
+        ("SCS_PERMANENT", 1, "SCS_PERMANENT must be True or False"),
     ],
 )
 def test_an_invalid_value_fails_at_init_app_with_a_clear_message(
@@ -93,6 +97,17 @@ def test_an_invalid_value_fails_at_init_app_with_a_clear_message(
     app.config[key] = value
     with pytest.raises(ConfigurationError, match=message):
         RedisSessions(app)
+
+
+@pytest.mark.parametrize(
+    ("value", "sources"),
+    [("cookie", ("cookie",)), (["Flask-Session", "cookie", "cookie"], ("flask-session", "cookie"))],
+)
+def test_migrate_from_takes_a_name_or_a_list_of_names(value: Any, sources: tuple[str, ...]) -> None:
+    app = Flask(__name__)
+    app.config["SCS_MIGRATE_FROM"] = value
+    RedisSessions(app)
+    assert RedisSessions().interface(app).migrate_from == sources
 
 
 def test_permanent_session_lifetime_is_not_checked_when_scs_idle_timeout_wins() -> None:
