@@ -27,7 +27,7 @@ from .errors import (
 )
 from .options import Options, check
 from .session import Predecessor, Session
-from .state import Outcome, SessionState, Status, expiry
+from .state import Outcome, SessionState, Status
 from .store import RedisStore
 from .tokens import new_token
 from .users import Purged, UserIndex
@@ -160,7 +160,7 @@ class SessionEngine:
         if cookie_token is not None:
             key = self.store.key_for(cookie_token)
             idle_expiry = None if state.idle_ms is None else now + state.idle_ms
-            blob = self.store.find(key, idle_expiry_ms=idle_expiry)
+            blob = self.store.find(key, idle_expiry_ms=idle_expiry, sliding=True)
             found = None if blob is None else self._writer.read(blob, cookie_token, key)
         if found is None or found[0].deadline_ms <= now:
             inherited = None if predecessor is None else self._inherit(predecessor, state, now)
@@ -169,10 +169,9 @@ class SessionEngine:
             return state.started(Status.LOADED, now), {}
         assert cookie_token is not None
         record, values = found
-        expiry_ms = expiry(record.deadline_ms, now, state.idle_ms)
         user = self.users.user_of(values)
         loaded = state.stored(
-            record, record.tag, token=cookie_token, key=key, expiry_ms=expiry_ms, user=user
+            record, record.tag, token=cookie_token, key=key, now_ms=now, user=user
         )
         return loaded, values
 
@@ -260,9 +259,9 @@ class SessionEngine:
         user = self.users.user_of(values)
         key = self._writer.destination(state, values, fresh_token)
         renewed = state.status is Status.RENEWED
-        deadline_ms = now_ms() + state.lifetime_ms if renewed else state.deadline_ms
+        deadline_ms = now_ms() + state.span_ms if renewed else state.deadline_ms
         try:
-            entry = self.users.enter(before, (user, key), deadline_ms)
+            entry = self.users.enter(before, (user, key), deadline_ms, rescore=state.expiry_set)
         except Purged:
             assert state.key is not None
             self.users.end(state.key)  # finish what the purge started

@@ -1,13 +1,17 @@
 """The stored record: the session's encoded values plus what the engine needs.
 
 A record is a msgpack array ``[format, revision, deadline_ms, created_ms,
-values, last_seen_ms, description]``: the format version; a revision that
-every write increments; the absolute deadline, the creation time and the time
-of the last write in Unix milliseconds; the values as encoded by
-:mod:`.codec`, kept as one opaque byte string so the engine can tell a change
-by comparing bytes; and an optional short description of the client that the
-app may set. Readers need the first five fields and ignore what they don't
-know, so later versions may append more.
+values, last_seen_ms, description, lifetime_ms, idle_ms]``: the format
+version; a revision that every write increments; the absolute deadline, the
+creation time and the time of the last write in Unix milliseconds; the values
+as encoded by :mod:`.codec`, kept as one opaque byte string so the engine can
+tell a change by comparing bytes; an optional short description of the
+client that the app may set; and the session's own lifetime and idle timeout
+in milliseconds, set by ``Session.set_expiry`` (nil: the app's; an idle
+timeout of 0: none). The last two are written only when set, and the read
+script finds the idle timeout by walking the fields before it. Readers need
+the first five fields and ignore what they don't know, so later versions may
+append more.
 
 Because the format and the revision come first, the bytes that begin a record
 identify its revision (:attr:`Record.tag`). The store's compare-and-set
@@ -39,6 +43,10 @@ class Record(NamedTuple):
     values: bytes
     last_seen_ms: int = 0
     description: str | None = None
+    #: The session's own absolute lifetime, which a renewal starts again; None: the app's.
+    lifetime_ms: int | None = None
+    #: The session's own idle timeout; 0: none; None: the app's.
+    idle_ms: int | None = None
     #: The bytes that begin the stored record, up to its revision (not stored apart).
     tag: bytes = b""
 
@@ -52,18 +60,18 @@ class Record(NamedTuple):
 
 def pack_record(record: Record) -> tuple[bytes, bytes]:
     """Return the bytes stored for ``record``, and their tag."""
-    blob = msgpack.packb(
-        (
-            FORMAT_VERSION,
-            record.revision,
-            record.deadline_ms,
-            record.created_ms,
-            record.values,
-            record.last_seen_ms,
-            record.description,
-        ),
-        use_bin_type=True,
+    fields: tuple[Any, ...] = (
+        FORMAT_VERSION,
+        record.revision,
+        record.deadline_ms,
+        record.created_ms,
+        record.values,
+        record.last_seen_ms,
+        record.description,
     )
+    if record.lifetime_ms is not None or record.idle_ms is not None:
+        fields += (record.lifetime_ms, record.idle_ms)
+    blob = msgpack.packb(fields, use_bin_type=True)
     return blob, blob[: _tag_length(record.revision)]
 
 
@@ -93,8 +101,26 @@ def unpack_record(blob: bytes) -> Record:
         raise CorruptRecordError("record values are not bytes")
     last_seen_ms = fields[5] if len(fields) > 5 and type(fields[5]) is int else created_ms
     description = fields[6] if len(fields) > 6 and type(fields[6]) is str else None
+    lifetime_ms = _own(fields, 7, least=1)
+    idle_ms = _own(fields, 8, least=0)
     tag = blob[: _tag_length(revision)]
-    return Record(revision, deadline_ms, created_ms, values, last_seen_ms, description, tag)
+    return Record(
+        revision,
+        deadline_ms,
+        created_ms,
+        values,
+        last_seen_ms,
+        description,
+        lifetime_ms,
+        idle_ms,
+        tag,
+    )
+
+
+def _own(fields: tuple[Any, ...], at: int, least: int) -> int | None:
+    """The session's own duration at ``at``, if it is there and an int of ``least`` or more."""
+    value = fields[at] if len(fields) > at else None
+    return value if type(value) is int and value >= least else None
 
 
 def read_record(blob: bytes) -> tuple[Record, dict[Any, Any]]:

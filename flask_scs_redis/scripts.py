@@ -37,40 +37,52 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-# Reads a record and slides its idle timeout (ARGV[2], a Unix ms time) in one
-# command, never past the deadline that the record itself holds, and not at
-# all once ARGV[1] (now) has passed it. The deadline is the third field of the
-# msgpack array: after the array header, the format and the revision. A
-# server that refuses the write (a read-only replica) still answers the read.
+# Reads a record and slides its idle timeout in one command, never past the
+# deadline that the record itself holds, and not at all once ARGV[1] (now) has
+# passed it. The window is the record's own idle timeout (its ninth field; 0:
+# none) if it has one, else the app's: ARGV[2], a Unix ms time ('' for none).
+# The fields are walked as msgpack items: ints, nil, str and bin, whose sizes
+# their headers give, so a record's values are skipped, not parsed. A server
+# that refuses the write (a read-only replica) still answers the read.
 READ = """
+local widths = {[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8,
+                [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8}
+local sizes = {[0xc4] = 1, [0xc5] = 2, [0xc6] = 4, [0xd9] = 1, [0xda] = 2, [0xdb] = 4}
+local function number(s, from, width)
+  local n = 0
+  for i = from, from + width - 1 do n = n * 256 + (string.byte(s, i) or 0) end
+  return n
+end
+-- The item at i: the position after it, and its value if an int (nil otherwise).
+local function item(s, i)
+  local b = string.byte(s, i)
+  if b == nil then return nil end
+  if b < 0x80 then return i + 1, b end
+  if b == 0xc0 then return i + 1, nil end
+  if b >= 0xa0 and b <= 0xbf then return i + 1 + b - 0xa0, nil end
+  if widths[b] then return i + 1 + widths[b], number(s, i + 1, widths[b]) end
+  if sizes[b] then return i + 1 + sizes[b] + number(s, i + 1, sizes[b]), nil end
+  return nil
+end
 local record = redis.call('GET', KEYS[1])
 if not record then return false end
-local widths = {[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd3] = 8, [0xd2] = 4}
-local at = 3
-local first = string.byte(record, at)
-if first == nil then return record end
-if first >= 0x80 then
-  if not widths[first] then return record end
-  at = at + widths[first]
+local head = string.byte(record, 1)
+if head == nil or head < 0x95 or head > 0x9f then return record end
+local at, value, deadline, idle = 2, nil, nil, nil
+for field = 1, head - 0x90 do
+  at, value = item(record, at)
+  if at == nil then return record end
+  if field == 3 then deadline = value elseif field == 9 then idle = value end
 end
-at = at + 1
-local kind = string.byte(record, at)
-local deadline
-if kind == nil then return record end
-if kind < 0x80 then
-  deadline = kind
-elseif widths[kind] then
-  deadline = 0
-  for i = at + 1, at + widths[kind] do deadline = deadline * 256 + (string.byte(record, i) or 0) end
-else
-  return record
-end
-if deadline > tonumber(ARGV[1]) then
-  local slid = redis.pcall('PEXPIREAT', KEYS[1], math.min(deadline, tonumber(ARGV[2])))
-  -- A read-only replica refuses the write: the read still answers, unslid.
-  if type(slid) == 'table' and slid.err and not string.find(slid.err, '^READONLY') then
-    return redis.error_reply(slid.err)
-  end
+local now = tonumber(ARGV[1])
+if deadline == nil or deadline <= now or idle == 0 then return record end
+local until_ms = ARGV[2] ~= '' and tonumber(ARGV[2]) or nil
+if idle ~= nil then until_ms = now + idle end
+if until_ms == nil then return record end
+local slid = redis.pcall('PEXPIREAT', KEYS[1], math.min(deadline, until_ms))
+-- A read-only replica refuses the write: the read still answers, unslid.
+if type(slid) == 'table' and slid.err and not string.find(slid.err, '^READONLY') then
+  return redis.error_reply(slid.err)
 end
 return record
 """

@@ -2,50 +2,28 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from flask.sessions import SessionMixin
 
-from .clock import moment
+from .backend import Predecessor, SessionBackend
+from .clock import milliseconds, moment, now_ms
 from .errors import SessionStoreUnavailable
+from .options import duration
 from .state import SessionState, Status
 
 __all__ = ["Predecessor", "Session", "SessionBackend", "Status"]
 
 
-class Predecessor(Protocol):
-    """The session that a request's cookie names in the store an app moves off.
-
-    See :mod:`.migration`. The engine asks for its values only when our
-    store does not know the cookie, and has it forget the session once its
-    values are saved here, or once the session is ended.
-    """
-
-    def values(self) -> dict[Any, Any] | None:
-        """Its values, or None where there is no such session (at most one command)."""
-
-    def forget(self) -> None:
-        """Delete it from the old store, so it cannot be taken up again."""
+class _Keep(enum.Enum):
+    KEEP = "keep"
 
 
-class SessionBackend(Protocol):
-    """What a :class:`Session` asks of the engine that opened it."""
-
-    def load(
-        self, state: SessionState, cookie_token: str | None, predecessor: Predecessor | None
-    ) -> tuple[SessionState, dict[Any, Any]]:
-        """Read the session ``cookie_token`` names, or else take up ``predecessor``'s."""
-
-    def destroy(
-        self, state: SessionState, cookie_token: str | None, predecessor: Predecessor | None
-    ) -> SessionState:
-        """Delete the session's record now; return the state of a new, empty session."""
-
-    def session_id(self, key: str) -> str:
-        """Return the store id of the record at ``key``."""
-
+#: ``set_expiry``'s default idle timeout: the one the session has.
+KEEP = _Keep.KEEP
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -103,6 +81,12 @@ class Session(dict[str, Any], SessionMixin):
     #: Set when the values were read or written in this request; it adds
     #: ``Vary: Cookie`` to the response.
     accessed: bool
+
+    #: Keys that are never in a stored record, so asking whether the session
+    #: holds one loads nothing: Flask-Login's ``_remember`` under the
+    #: integration (see :mod:`.login`), which its ``after_request`` asks of
+    #: every request.
+    never_stored: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -245,6 +229,34 @@ class Session(dict[str, Any], SessionMixin):
     def permanent(self, value: bool) -> None:
         self["_permanent"] = bool(value)
 
+    def set_expiry(
+        self,
+        lifetime: timedelta | float | None,
+        idle_timeout: timedelta | float | _Keep | None = KEEP,
+    ) -> None:
+        """Give this session an absolute lifetime of its own, counted from now.
+
+        With ``idle_timeout`` it gets its own idle timeout too (None: none);
+        by default it keeps the one it has. Both are kept in the record
+        through later requests and renewals, and set the TTL and a persistent
+        cookie's expiry. ``lifetime`` None goes back to the app's settings.
+        Remember-me is a long lifetime, no idle timeout, and ``permanent``.
+
+        :raises ConfigurationError: a duration is not positive or over 100 years.
+
+        .. versionadded:: 0.2
+        """
+        lifetime_ms = None if lifetime is None else milliseconds(duration("lifetime", lifetime))
+        idle_ms = 0 if idle_timeout is None else None
+        if idle_timeout is not None and not isinstance(idle_timeout, _Keep):
+            idle_ms = milliseconds(duration("idle_timeout", idle_timeout))
+        self._ensure_loaded()
+        state = self._state
+        if isinstance(idle_timeout, _Keep):
+            idle_ms = state.own_idle_ms
+        self._state = state.expiring(now_ms(), lifetime_ms, idle_ms)
+        self._modified = True
+
     def renew(self) -> None:
         """Move the values to a new token at the next save and delete the old record.
 
@@ -305,7 +317,13 @@ class Session(dict[str, Any], SessionMixin):
 
     # Every way to read the values loads them first.
     __getitem__ = _loads_first(dict.__getitem__)
-    __contains__ = _loads_first(dict.__contains__)
+
+    def __contains__(self, key: object) -> bool:
+        if self._state.status is Status.UNLOADED and key in self.never_stored:
+            return False  # asked without loading: it cannot be in the record
+        self._ensure_loaded()
+        return dict.__contains__(self, key)
+
     __iter__ = _loads_first(dict.__iter__)
     __len__ = _loads_first(dict.__len__)
     __eq__ = _loads_first(dict.__eq__)

@@ -63,9 +63,10 @@ class SessionState(NamedTuple):
     """What the engine knows of one request's session, apart from its values."""
 
     status: Status
-    #: The absolute lifetime a new or renewed session gets.
+    #: The app's absolute lifetime for a new or renewed session (see :attr:`span_ms`).
     lifetime_ms: int
-    #: The idle timeout: how long the record lives past its last use (None: none).
+    #: The app's idle timeout: how long a record lives past its last use
+    #: (None: none; see :attr:`window_ms`).
     idle_ms: int | None
     #: The token of the stored record; None while there is none.
     token: str | None
@@ -89,6 +90,24 @@ class SessionState(NamedTuple):
     #: Whether the values were taken up from the store the app moves off
     #: (see :mod:`.migration`), which forgets them once they are saved here.
     inherited: bool = False
+    #: The session's own absolute lifetime (``Session.set_expiry``); None: the app's.
+    own_lifetime_ms: int | None = None
+    #: The session's own idle timeout; 0: none; None: the app's.
+    own_idle_ms: int | None = None
+    #: Whether this request set the session's expiry, so the save writes it.
+    expiry_set: bool = False
+
+    @property
+    def span_ms(self) -> int:
+        """The absolute lifetime a renewal starts again: the session's own, else the app's."""
+        return self.lifetime_ms if self.own_lifetime_ms is None else self.own_lifetime_ms
+
+    @property
+    def window_ms(self) -> int | None:
+        """The idle timeout in force: the session's own (0 meaning none), else the app's."""
+        if self.own_idle_ms is None:
+            return self.idle_ms
+        return self.own_idle_ms or None
 
     def __repr__(self) -> str:
         # Never the token, the key (a token, without hashing) or the values.
@@ -118,11 +137,14 @@ class SessionState(NamedTuple):
         *,
         token: str,
         key: str,
-        expiry_ms: int,
+        now_ms: int,
         user: str | None,
     ) -> SessionState:
-        """The state of a session whose record, beginning with ``tag``, is at ``key``."""
-        return SessionState(
+        """The state of a session whose record, beginning with ``tag``, is at ``key``.
+
+        Its expiry is the record's as used at ``now_ms``, by its own idle timeout or the app's.
+        """
+        state = SessionState(
             Status.LOADED,
             self.lifetime_ms,
             self.idle_ms,
@@ -134,27 +156,49 @@ class SessionState(NamedTuple):
             record.deadline_ms,
             record.created_ms,
             record.last_seen_ms,
-            expiry_ms,
+            record.deadline_ms,
             user,
             record.description,
             record.description,
+            False,
+            record.lifetime_ms,
+            record.idle_ms,
         )
+        return state._replace(expiry_ms=expiry(record.deadline_ms, now_ms, state.window_ms))
 
     def rebased(self, record: Record) -> SessionState:
         """This state on top of ``record``, which another request wrote meanwhile.
 
-        A description this request set stays; otherwise the record's is taken.
+        A description or an expiry this request set stays; otherwise the record's is taken.
         """
         own = self.description != self.stored_description
-        return self._replace(
+        state = self._replace(
             revision=record.revision,
             tag=record.tag,
             stored_values=record.values,
-            deadline_ms=record.deadline_ms,
             created_ms=record.created_ms,
             last_seen_ms=record.last_seen_ms,
             stored_description=record.description,
             description=self.description if own else record.description,
+        )
+        if self.expiry_set:
+            return state
+        return state._replace(
+            deadline_ms=record.deadline_ms,
+            own_lifetime_ms=record.lifetime_ms,
+            own_idle_ms=record.idle_ms,
+        )
+
+    def expiring(self, now_ms: int, lifetime_ms: int | None, idle_ms: int | None) -> SessionState:
+        """This state with an expiry of its own from ``now_ms``; ``idle_ms`` 0: no idle timeout.
+
+        ``lifetime_ms`` None goes back to the app's lifetime and idle timeout.
+        """
+        return self._replace(
+            deadline_ms=now_ms + (self.lifetime_ms if lifetime_ms is None else lifetime_ms),
+            own_lifetime_ms=lifetime_ms,
+            own_idle_ms=None if lifetime_ms is None else idle_ms,
+            expiry_set=True,
         )
 
 

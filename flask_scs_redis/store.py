@@ -142,18 +142,22 @@ class RedisStore:
             answers = pipe.execute()
         return list(zip(answers[::2], answers[1::2]))
 
-    def find(self, key: str, *, idle_expiry_ms: int | None = None) -> bytes | None:
+    def find(
+        self, key: str, *, idle_expiry_ms: int | None = None, sliding: bool = False
+    ) -> bytes | None:
         """Return the record at ``key``, or None.
 
-        With ``idle_expiry_ms`` the key's expiry moves to that Unix time, but
-        never past the deadline the record holds, in the same command (one
-        script), so sliding the idle timeout costs no extra round trip and a
-        cookie sent past the deadline cannot keep its record alive.
+        With ``idle_expiry_ms`` or ``sliding``, one script also moves the expiry: by the
+        record's own idle timeout, else to ``idle_expiry_ms`` (a Unix time), never past
+        the record's deadline. Without either, a plain GET.
+
+        .. versionchanged:: 0.2 ``sliding``, and the record's own idle timeout.
         """
         with translated_errors():
-            if idle_expiry_ms is None:
+            if idle_expiry_ms is None and not sliding:
                 return self.client.get(key)  # type: ignore[no-any-return]
-            return self._read(keys=[key], args=[now_ms(), idle_expiry_ms])  # type: ignore[no-any-return]
+            until = "" if idle_expiry_ms is None else idle_expiry_ms  # "": the record's own only
+            return self._read(keys=[key], args=[now_ms(), until])  # type: ignore[no-any-return]
 
     def create(self, key: str, record: bytes, expiry_ms: int) -> bool:
         """Write a new record at ``key``, expiring at the Unix time ``expiry_ms``.

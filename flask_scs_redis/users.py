@@ -43,6 +43,8 @@ class Entry(NamedTuple):
     #: With the index over the per-user limit, or at a multiple of
     #: :data:`PRUNE_EVERY` entries: the user's other ids, oldest first.
     others: list[str]
+    #: Whether it was indexed already, and only its deadline moved (``set_expiry``).
+    rescored: bool = False
 
 
 class Purged(Exception):  # noqa: N818 - a signal between the index and the engine
@@ -98,19 +100,23 @@ class UserIndex:
         ids = self.indexes.take(user, keep=keep_id)
         return self.store.delete(*[self.store.key_of(session_id) for session_id in ids])
 
-    def enter(self, before: Place, after: Place, deadline_ms: int) -> Entry | None:
+    def enter(
+        self, before: Place, after: Place, deadline_ms: int, *, rescore: bool = False
+    ) -> Entry | None:
         """Index a session at ``after`` before the write that puts it there.
 
         ``before`` is where the request found it. None when there is nothing
-        to enter: no user, or no move.
+        to enter: no user, or no move and no new deadline (``rescore``).
 
         :raises Purged: the session at ``before`` belonged to the same user
             and is no longer indexed: that user's sessions were ended.
         """
         (old_user, old_key), (user, key) = before, after
-        if user is None or key is None or before == after:
+        if user is None or key is None or (before == after and not rescore):
             return None
         session_id = self.store.id_of(key)
+        if before == after:  # the same entry, with the new deadline as its score
+            return self._rescored(user, session_id, deadline_ms)
         drop = self.store.id_of(old_key) if old_key is not None and old_user == user else None
         others = self.indexes.join(
             user,
@@ -123,6 +129,19 @@ class UserIndex:
         if others is None:
             raise Purged(user)
         return Entry(user, session_id, drop, [i for i in others if i != drop])
+
+    def _rescored(self, user: str, session_id: str, deadline_ms: int) -> Entry:
+        others = self.indexes.join(
+            user,
+            session_id,
+            deadline_ms=deadline_ms,
+            requires=session_id,
+            limit=self.keep_at_most,
+            check_every=PRUNE_EVERY,
+        )
+        if others is None:
+            raise Purged(user)
+        return Entry(user, session_id, None, [i for i in others if i != session_id], True)
 
     def settle(self, entry: Entry) -> bool:
         """Confirm an entry once its record is written; False if its user's sessions were ended.
@@ -149,8 +168,10 @@ class UserIndex:
         """Take back an entry whose write did not happen, if the store lets us.
 
         A stale entry does no harm: listing prunes it, and it never counts
-        against the per-user limit.
+        against the per-user limit. A rescored entry stays: it was there before.
         """
+        if entry.rescored:
+            return
         with contextlib.suppress(SessionStoreError):
             self.indexes.remove(entry.user, entry.session_id)
 
@@ -172,7 +193,7 @@ class UserIndex:
                     with contextlib.suppress(SessionStoreError):
                         self.end(after[1] or "")
                     return False
-                if entry.drop is None:  # a new user for this session: leave the old one's index
+                if entry.drop is None and not entry.rescored:  # a new user: leave the old index
                     self.follow(before, (None, None), deadline_ms)
             else:  # not entered, or another request's values moved it elsewhere
                 if entry is not None:

@@ -19,7 +19,7 @@ from .codec import encode
 from .errors import SessionConflictError, SessionTooLargeError
 from .record import CorruptRecordError, Record, pack_record, read_record
 from .scripts import WriteStatus
-from .state import Outcome, SessionState, Status, expiry
+from .state import Outcome, SessionState, Status
 from .store import RedisStore
 from .tokens import new_token, token_digest
 
@@ -58,7 +58,8 @@ class Writer:
             return self._remove(state)
         encoded = encode(values)
         if state.status is Status.LOADED and state.token is not None:
-            if encoded == state.stored_values and state.description == state.stored_description:
+            unchanged = encoded == state.stored_values and not state.expiry_set
+            if unchanged and state.description == state.stored_description:
                 return Outcome.UNCHANGED, state, None
             return self._replace(state, encoded)
         if state.status is Status.RENEWED:
@@ -164,7 +165,7 @@ class Writer:
         assert state.key is not None
         new_key = self.store.key_for(token)
         # Renewal starts a new lifetime.
-        deadline_ms = now_ms() + state.lifetime_ms
+        deadline_ms = now_ms() + state.span_ms
         blob, written = self._draft(state, 1, encoded, deadline_ms, token, new_key)
         write = self.store.move(
             state.key, expected=state.tag, new_key=new_key, record=blob, expiry_ms=written.expiry_ms
@@ -206,12 +207,11 @@ class Writer:
             encoded,
             last_seen_ms=now,
             description=state.description,
+            lifetime_ms=state.own_lifetime_ms,
+            idle_ms=state.own_idle_ms,
         )
         blob, tag = pack_record(record)
         if len(blob) > self.max_size:
             raise SessionTooLargeError(len(blob), self.max_size)
-        expiry_ms = expiry(deadline_ms, now, state.idle_ms)
-        written = state.stored(
-            record, tag, token=token, key=key, expiry_ms=expiry_ms, user=state.user
-        )
+        written = state.stored(record, tag, token=token, key=key, now_ms=now, user=state.user)
         return blob, written

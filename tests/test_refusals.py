@@ -142,9 +142,8 @@ def test_a_missing_permission_is_a_clear_configuration_error(
     session["n"] = 1
     engine.commit(session)  # a new session is one SET: allowed
     again = engine.open(session.token, lifetime=DAY)
-    again["n"] = 2
     with pytest.raises(SessionStoreError, match="evalsha") as raised:
-        engine.commit(again)
+        again.get("n")  # the read is a script (it slides the idle window), as a change is
     assert not isinstance(raised.value, SessionStoreUnavailable)
     assert "ACL" in str(raised.value)
 
@@ -203,7 +202,11 @@ def failures(
     errors = []
     for attempt in ("change", "renew", "destroy"):
         session = engine.open(token, lifetime=DAY)
-        session[MARKER] = 2
+        try:
+            session[MARKER] = 2  # the read is a script too: a missing EVALSHA fails it
+        except SessionStoreError as error:
+            errors.append(error)
+            continue
         if attempt == "renew":
             session.renew()
         if starved is not None:

@@ -241,3 +241,40 @@ def test_the_read_script_finds_the_deadline_of_every_record(
         assert ttl > 10**11  # past its deadline: not touched
     else:
         assert ttl <= min(deadline, now + idle_ms) - now
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=st.one_of(st.binary(max_size=40), st.integers(250, 70_000).map(lambda n: b"v" * n)),
+    description=st.one_of(st.none(), st.text(max_size=40), st.just("d" * 300)),
+    own_idle_ms=st.one_of(st.none(), st.just(0), st.integers(1, 2**40)),
+    app_idle_ms=st.one_of(st.none(), st.integers(1, 2**32)),
+)
+def test_the_read_script_finds_a_sessions_own_idle_timeout_past_its_values(
+    redis_client: redis.Redis,
+    values: bytes,
+    description: str | None,
+    own_idle_ms: int | None,
+    app_idle_ms: int | None,
+) -> None:
+    """The ninth field lies past values of any size: the script skips them by their header."""
+    store = RedisStore(redis_client)
+    key = store.key_for(TOKEN)
+    now = int(time.time() * 1000)
+    deadline = now + 10**10
+    record = Record(1, deadline, now, values, now, description, 10**10, own_idle_ms)
+    blob = pack_record(record)[0]
+    redis_client.set(key, blob, px=10**12)
+    app_expiry = None if app_idle_ms is None else now + app_idle_ms
+    assert store.find(key, idle_expiry_ms=app_expiry, sliding=True) == blob
+    ttl = redis_client.pttl(key)
+    if own_idle_ms == 0 or (own_idle_ms is None and app_idle_ms is None):
+        assert ttl > 10**11  # no idle timeout: the expiry is not moved
+    else:
+        idle = own_idle_ms if own_idle_ms is not None else app_idle_ms
+        assert idle is not None
+        assert (
+            min(deadline, now + idle) - now - 1000 <= ttl <= min(deadline, now + idle) - now + 100
+        )

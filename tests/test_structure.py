@@ -21,11 +21,11 @@ MAX_LINES = 350
 LAYERS = [
     {"errors", "clock", "tokens", "keys", "outages", "scripts", "codec", "options", "connections"},
     {"record", "durable", "store"},
-    {"state", "changes", "indexes", "users"},
+    {"state", "changes", "indexes", "users", "backend"},
     {"session", "writes"},
     {"engine", "admin", "checks"},
     {"cookies", "cli", "migration"},
-    {"flask_interface", "middleware"},
+    {"flask_interface", "middleware", "login"},
     {"extension"},
     {"__init__"},
 ]

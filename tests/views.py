@@ -180,6 +180,17 @@ def unsupported(session: Session, args: Mapping[str, str], store: RedisStore) ->
     return "ok"
 
 
+@view("/expiry")
+def set_expiry(session: Session, args: Mapping[str, str], store: RedisStore) -> str:
+    """Give the session its own lifetime, and its own idle timeout ("none": none) if asked."""
+    idle = args.get("idle")
+    if idle is None:
+        session.set_expiry(float(args["lifetime"]))
+    else:
+        session.set_expiry(float(args["lifetime"]), None if idle == "none" else float(idle))
+    return "ok"
+
+
 @view("/huge")
 def huge(session: Session, args: Mapping[str, str], store: RedisStore) -> str:
     session["blob"] = "x" * int(args["size"])
