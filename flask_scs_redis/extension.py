@@ -17,6 +17,7 @@ from .cli import scs_command
 from .engine import SessionEngine
 from .errors import ConfigurationError, SessionStoreUnavailable
 from .flask_interface import RedisSessionInterface
+from .login import FlaskLogin
 from .options import CONFIG_KEYS, ConfigurationWarning, Options
 from .session import Session
 from .store import RedisStore
@@ -91,7 +92,10 @@ class RedisSessions:
             retry_after=None if options.propagate_unavailable else options.retry_after,
             permanent=options.cookie_persist,
             migrate_from=options.migrate_from,
+            flask_login=options.flask_login,
         )
+        if options.flask_login:
+            FlaskLogin(options.remember_lifetime).install(app)
         app.session_interface = interface
         if interface.retry_after is not None:
             app.register_error_handler(SessionStoreUnavailable, interface.unavailable_response)

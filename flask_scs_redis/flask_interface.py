@@ -12,6 +12,7 @@ from werkzeug.datastructures import Headers
 from .cookies import CookieSettings, persistent_expiry, session_cookie
 from .engine import SessionEngine
 from .errors import SessionError, SessionStoreUnavailable
+from .login import NEVER_STORED, strip_remember_cookie
 from .migration import predecessor
 from .options import MAX_DURATION, duration
 from .outages import BODY, STATUS, log_outage, outage_headers
@@ -33,13 +34,14 @@ class RedisSessionInterface(SessionInterface):
     the engine's ``idle_timeout``, when set, is the window instead. With
     ``permanent``, new sessions are permanent (a persistent cookie). With
     ``migrate_from``, sessions of Flask-Session or Flask's cookies are taken
-    up (see :mod:`.migration`).
+    up (see :mod:`.migration`). With ``flask_login``, Flask-Login's remember
+    cookie never leaves (see :mod:`.login`).
 
     .. versionadded:: 0.1
 
     .. versionchanged:: 0.2
         ``PERMANENT_SESSION_LIFETIME`` is a sliding window, not an absolute
-        lifetime; ``permanent`` and ``migrate_from``.
+        lifetime; ``permanent``, ``migrate_from`` and ``flask_login``.
     """
 
     #: The class of the sessions this interface opens: :class:`Session` or a subclass.
@@ -52,6 +54,7 @@ class RedisSessionInterface(SessionInterface):
         retry_after: int | None = 5,
         permanent: bool = False,
         migrate_from: Sequence[str] = (),
+        flask_login: bool = False,
     ) -> None:
         self.engine = engine
         self.lifetime = lifetime
@@ -59,6 +62,8 @@ class RedisSessionInterface(SessionInterface):
         self.permanent = permanent
         #: The stores whose sessions are taken up: ``SCS_MIGRATE_FROM``.
         self.migrate_from = tuple(migrate_from)
+        #: Whether Flask-Login's remember cookie is kept from responses (see :mod:`.login`).
+        self.flask_login = flask_login
         #: Seconds a client is asked to wait when the store is down; None lets
         #: :class:`SessionStoreUnavailable` propagate instead of answering 503.
         self.retry_after = retry_after
@@ -131,7 +136,7 @@ class RedisSessionInterface(SessionInterface):
         though it may name one to take up (see :meth:`get_predecessor`).
         """
         cookie = request.cookies.get(self.get_cookie_name(app))
-        return self.engine.open(
+        opened = self.engine.open(
             cookie if is_well_formed(cookie) else None,
             predecessor=self.get_predecessor(app, cookie),
             lifetime=self.get_session_lifetime(app),
@@ -139,6 +144,9 @@ class RedisSessionInterface(SessionInterface):
             permanent_default=self.permanent,
             session_class=self.session_class,
         )
+        if self.flask_login:
+            opened.never_stored = NEVER_STORED
+        return opened
 
     def get_predecessor(self, app: Flask, cookie: str | None) -> Predecessor | None:
         """The session ``cookie`` may name in the stores of ``migrate_from``; None if none.
@@ -180,6 +188,8 @@ class RedisSessionInterface(SessionInterface):
             lambda session: self.should_set_cookie(app, session),
             lambda session: self.get_expiration_time(app, session),
         ).apply(response.headers)
+        if self.flask_login:
+            strip_remember_cookie(app, response)
 
 
 def _become(response: Response, replacement: Response) -> None:

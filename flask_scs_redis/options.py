@@ -202,6 +202,13 @@ class Options:
     max_sessions_per_user: int | None = _option(
         None, _optional(positive_int), "SCS_MAX_SESSIONS_PER_USER"
     )
+    #: Flask-Login integration (Flask only): see :mod:`.login`.
+    flask_login: bool = _option(True, flag, "SCS_FLASK_LOGIN")
+    #: A remembered session's own lifetime where login_user gets no duration;
+    #: None: Flask-Login's REMEMBER_COOKIE_DURATION.
+    remember_lifetime: timedelta | None = _option(
+        None, _optional(duration), "SCS_REMEMBER_LIFETIME"
+    )
     #: The stores whose sessions a request takes up where ours does not know
     #: its cookie (Flask only): see :data:`MIGRATION_SOURCES`.
     migrate_from: tuple[str, ...] = _option((), _sources, "SCS_MIGRATE_FROM")
