@@ -185,8 +185,25 @@ class RedisClusterServers(_ServerGroup):
 
         _wait_until(ok, timeout, "cluster_state:ok")
 
-    def primary_for(self, key: str) -> RedisServer:
-        """The server that is the primary for ``key`` now."""
+    def primary_for(self, key: str, timeout: float = 5.0) -> RedisServer:
+        """The server that is the primary for ``key`` now.
+
+        Asked of one running node, whose view may lag a failover by a
+        gossip round: it is asked again until it names a primary that runs.
+        """
+        found: list[RedisServer] = []
+
+        def named() -> bool:
+            found[:] = self._primaries_for(key)
+            return bool(found)
+
+        try:
+            _wait_until(named, timeout, f"a primary for {key!r}")
+        except RuntimeError:
+            raise LookupError(f"no primary serves {key!r}") from None
+        return found[0]
+
+    def _primaries_for(self, key: str) -> list[RedisServer]:
         running = next(server for server in self.servers if server.process is not None)
         probe = running.client(socket_timeout=1)
         try:
@@ -196,10 +213,11 @@ class RedisClusterServers(_ServerGroup):
                     continue
                 if any(int(low) <= slot <= int(high) for low, high, *_ in node["slots"]):
                     port = int(address.rsplit(":", 1)[1].split("@", 1)[0])
-                    return next(server for server in self.servers if server.port == port)
+                    servers = [server for server in self.servers if server.port == port]
+                    return [server for server in servers if server.process is not None]
         finally:
             probe.close()
-        raise LookupError(f"no primary serves {key!r}")
+        return []
 
     def client(self, **kwargs: Any) -> Any:
         """Return a new ``redis.cluster.RedisCluster`` on these nodes."""
