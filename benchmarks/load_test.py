@@ -54,7 +54,9 @@ def race_step(action: str, session: Session) -> str:
 
     ``login/<user>/<tag>`` logs in as ``user`` and keeps ``tag`` to tell the
     login apart (logging in again as the same user changes nothing),
-    ``renew`` renews the token, ``add/<key>`` adds a key and ``keys`` only reads.
+    ``renew`` renews the token, ``remember`` gives the session a lifetime of
+    its own (as a remember-me login does, which moves its index entry),
+    ``add/<key>`` adds a key and ``keys`` only reads.
     """
     found = {"keys": sorted(session.keys()), "user": session.get(USER_KEY)}
     verb, _, argument = action.partition("/")
@@ -65,6 +67,8 @@ def race_step(action: str, session: Session) -> str:
             session["login"] = tag
     elif verb == "renew":
         session.renew()
+    elif verb == "remember":
+        session.set_expiry(3600, idle_timeout=None)
     elif verb == "add":
         session[argument] = True
     return json.dumps(found)
@@ -227,6 +231,8 @@ class RaceReport:
     rounds: int
     logins: int
     renewals: int
+    #: Sessions given a lifetime of their own, which moves their index entry.
+    remembers: int
     purges: int
     writes: int
     requests_sent: int
@@ -321,8 +327,9 @@ class _RaceClient:
             if as_guest:
                 action = f"login/{self.user}/{self._tag()}"
             else:
-                actions = ["renew", f"add/{self._tag()}", f"login/{self.guest}/{self._tag()}"]
-                action = rng.choices(actions, weights=[35, 45, 20])[0]
+                guest = f"login/{self.guest}/{self._tag()}"
+                actions = ["renew", "remember", f"add/{self._tag()}", guest]
+                action = rng.choices(actions, weights=[25, 15, 40, 20])[0]
             own_login = action.startswith(f"login/{self.user}/")
             login_tag = action.rsplit("/", 1)[1] if own_login else None
             if not race_round.begin(self.user, login_tag):
@@ -348,6 +355,8 @@ class _RaceClient:
                 keys.add(action.removeprefix("add/"))
             elif verb == "renew":
                 self.counts["renewals"] += 1
+            elif verb == "remember":
+                self.counts["remembers"] += 1
             else:
                 self.counts["logins"] += 1
                 as_guest = not own_login
@@ -472,6 +481,7 @@ def race(
         rounds=rounds,
         logins=counts["logins"],
         renewals=counts["renewals"],
+        remembers=counts["remembers"],
         purges=rounds * users,
         writes=counts["writes"],
         requests_sent=counts["sent"],
@@ -540,7 +550,8 @@ def main() -> int:
         else:
             print(
                 f"{report.adapter:>5} race: {report.rounds} rounds, {report.renewals} renewals,"
-                f" {report.logins} logins, {report.purges} purges, {report.writes} writes"
+                f" {report.remembers} remembers, {report.logins} logins,"
+                f" {report.purges} purges, {report.writes} writes"
                 f" in {report.seconds} s; survivors: {report.survivors}"
                 f" (in {report.rounds_with_survivors} rounds; late logins: {report.late_logins});"
                 f" keys lost: {report.keys_lost};"
