@@ -33,6 +33,7 @@ from flask_login import (
 from werkzeug.test import TestResponse
 
 from flask_scs_redis import RedisSessions
+from flask_scs_redis.testing.topologies import RedisClusterServers
 
 from harness import (
     Count,
@@ -850,3 +851,23 @@ def test_remember_me_and_log_out_everywhere_over_http(
         assert (status, body) == (200, b"anonymous")
         assert deletes(set_cookies(headers)["remember_token"])
     assert stored_keys(redis_client) == []
+
+
+@pytest.mark.cluster
+def test_remember_me_and_log_out_everywhere_on_a_cluster() -> None:
+    """Records, the user's index and its re-scoring land on different nodes: one key a step."""
+    with RedisClusterServers(replicas_per_primary=0) as servers:
+        cluster = servers.client()
+        try:
+            app = redis_app(cluster, SCS_IDLE_TIMEOUT=1)
+            phone, laptop = app.test_client(), app.test_client()
+            get(phone, "/login?remember=1")
+            get(laptop, "/login")
+            time.sleep(1.3)  # the laptop's idle window passes; the remembered phone stays
+            assert get(phone, "/me").text == "alice"
+            assert get(laptop, "/me").text != "alice"
+            get(laptop, "/login")
+            assert get(laptop, "/everywhere").text == "2"
+            assert get(phone, "/me").text != "alice"
+        finally:
+            cluster.close()

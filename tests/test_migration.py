@@ -32,6 +32,7 @@ from markupsafe import Markup
 from werkzeug.test import TestResponse
 
 from flask_scs_redis import ConfigurationError, RedisSessions
+from flask_scs_redis.testing.topologies import RedisClusterServers
 from flask_scs_redis.tokens import is_well_formed, new_token
 
 from harness import (
@@ -782,3 +783,29 @@ def test_parallel_first_requests_each_take_the_session_up_and_keep_the_user(
         client = switched(app, token)
         assert values_of(client) == LOGGED_IN
     assert redis_client.exists(f"session:{sid}") == 0
+
+
+@pytest.mark.cluster
+def test_a_flask_session_record_is_taken_up_on_a_cluster(redis_client: redis.Redis) -> None:
+    """The old record and ours land on different nodes: each step is one key.
+
+    Flask-Session 0.8 takes no Cluster client (it falls back to a Redis on
+    localhost), so its record is written by it on one server and copied,
+    byte for byte, into the Cluster.
+    """
+    sid = logged_in(flask_session_app(redis_client))
+    blob = redis_client.get(f"session:{sid}")
+    assert blob is not None
+    with RedisClusterServers(replicas_per_primary=0) as servers:
+        cluster = servers.client()
+        try:
+            cluster.set(f"session:{sid}", blob, ex=3600)
+            app = new_app(cluster)
+            client = switched(app, sid)
+            assert values_of(client) == LOGGED_IN
+            assert cluster.exists(f"session:{sid}") == 0
+            assert values_of(client) == LOGGED_IN  # now from our record, on its own node
+            assert client.get("/logout").status_code == 200
+            assert values_of(switched(app, sid)) == {}
+        finally:
+            cluster.close()
