@@ -81,6 +81,8 @@ def add_login(app: Flask, **extra: Any) -> None:
 
 def flask_session_app(redis_client: redis.Redis, **config: Any) -> Flask:
     """A Flask-Session 0.8 app on ``redis_client``, with extra config as keywords."""
+    # Flask-Session falls back to a Redis on localhost:6379 for any other client.
+    assert type(redis_client) is redis.Redis, "Flask-Session takes a redis.Redis only"
     app = Flask(__name__)
     app.config.update(
         TESTING=True,
