@@ -116,32 +116,30 @@ class UserIndex:
             return None
         session_id = self.store.id_of(key)
         if before == after:  # the same entry, with the new deadline as its score
-            return self._rescored(user, session_id, deadline_ms)
+            others = self._join(user, session_id, deadline_ms, requires=session_id)
+            return Entry(user, session_id, None, [i for i in others if i != session_id], True)
         drop = self.store.id_of(old_key) if old_key is not None and old_user == user else None
-        others = self.indexes.join(
-            user,
-            session_id,
-            deadline_ms=deadline_ms,
-            requires=drop,
-            limit=self.keep_at_most,
-            check_every=PRUNE_EVERY,
-        )
-        if others is None:
-            raise Purged(user)
+        others = self._join(user, session_id, deadline_ms, requires=drop)
         return Entry(user, session_id, drop, [i for i in others if i != drop])
 
-    def _rescored(self, user: str, session_id: str, deadline_ms: int) -> Entry:
+    def _join(
+        self, user: str, session_id: str, deadline_ms: int, *, requires: str | None
+    ) -> list[str]:
+        """Join ``user``'s index; the other ids it answers (see :class:`Entry`).
+
+        :raises Purged: ``requires`` was no longer indexed.
+        """
         others = self.indexes.join(
             user,
             session_id,
             deadline_ms=deadline_ms,
-            requires=session_id,
+            requires=requires,
             limit=self.keep_at_most,
             check_every=PRUNE_EVERY,
         )
         if others is None:
             raise Purged(user)
-        return Entry(user, session_id, None, [i for i in others if i != session_id], True)
+        return others
 
     def settle(self, entry: Entry) -> bool:
         """Confirm an entry once its record is written; False if its user's sessions were ended.
