@@ -67,15 +67,15 @@ class FlaskLogin:
 
     def _logged_in(self, app: Flask, **_: Any) -> None:
         """Turn Flask-Login's remember-me into a long-lived session, or undo an earlier one."""
-        current = session._get_current_object()  # type: ignore[attr-defined]
-        if not isinstance(current, Session):
+        current = _our_session()
+        if current is None:
             return
         if current.get("_remember") != "set":
             if current.pop(REMEMBERED, False):  # another login in a remembered session
                 current.pop("_permanent", None)
                 current.set_expiry(None)
             return
-        del current["_remember"]  # so Flask-Login sets no cookie of its own
+        del current["_remember"]  # so Flask-Login signs no cookie of its own (SECRET_KEY)
         seconds = current.pop("_remember_seconds", None)
         lifetime = timedelta(seconds=seconds) if seconds else self._lifetime(app)
         current[REMEMBERED] = True
@@ -90,10 +90,10 @@ class FlaskLogin:
         make a remembered session weaker than its remember cookie was: that
         cookie, under strong protection, is deleted.
         """
-        current = session._get_current_object()  # type: ignore[attr-defined]
+        current = _our_session()
         manager = getattr(app, "login_manager", None)
         strong = getattr(manager, "session_protection", None) == "strong"
-        if strong and isinstance(current, Session) and current.get(REMEMBERED):
+        if strong and current is not None and current.get(REMEMBERED):
             current.destroy()
 
     def _lifetime(self, app: Flask) -> timedelta:
@@ -104,14 +104,14 @@ class FlaskLogin:
 
     @staticmethod
     def _logged_out(app: Flask, **_: Any) -> None:
-        """End the session, keeping only Flask-Login's order to delete its cookie."""
-        current = session._get_current_object()  # type: ignore[attr-defined]
-        if not isinstance(current, Session):
-            return
-        clear = current.get("_remember") == "clear"
-        current.destroy()
-        if clear:  # Flask-Login's after_request deletes the cookie, and pops this
-            current["_remember"] = "clear"
+        """End the session.
+
+        A ``remember_token`` the browser still has was hidden from Flask-Login
+        and is deleted by the response (:meth:`_refuse_remember_cookie`).
+        """
+        current = _our_session()
+        if current is not None:
+            current.destroy()
 
     @staticmethod
     def _refuse_remember_cookie() -> None:
@@ -121,10 +121,10 @@ class FlaskLogin:
         are parsed once and kept, so this request's are replaced by all but
         that one. The response deletes it (:func:`strip_remember_cookie`).
         """
-        if getattr(current_app, "login_manager", None) is None:
-            return
-        name = current_app.config.get("REMEMBER_COOKIE_NAME", REMEMBER_COOKIE)
+        name = _remember_cookie(current_app)
         cookies = request.cookies
+        if name is None:
+            return
         if name in cookies:
             kept = [(key, value) for key, value in cookies.items(multi=True) if key != name]
             request.__dict__["cookies"] = ImmutableMultiDict(kept)
@@ -138,10 +138,10 @@ def strip_remember_cookie(app: Flask, response: Response) -> None:
     session is saved, so this sees it whatever order the extensions were set
     up in (``REMEMBER_COOKIE_REFRESH_EACH_REQUEST`` sets it on every request).
     """
-    if getattr(app, "login_manager", None) is None:
+    name = _remember_cookie(app)
+    if name is None:
         return
     config = app.config
-    name = config.get("REMEMBER_COOKIE_NAME", REMEMBER_COOKIE)
     lines = response.headers.getlist("Set-Cookie")
     kept = [line for line in lines if not _sets(line, name)]
     if len(kept) != len(lines):
@@ -156,13 +156,23 @@ def strip_remember_cookie(app: Flask, response: Response) -> None:
         )
 
 
+def _our_session() -> Session | None:
+    """This request's session, if it is one of ours."""
+    current = session._get_current_object()  # type: ignore[attr-defined]
+    return current if isinstance(current, Session) else None
+
+
+def _remember_cookie(app: Flask) -> str | None:
+    """The name of Flask-Login's remember cookie; None if ``app`` has no ``LoginManager``."""
+    if getattr(app, "login_manager", None) is None:
+        return None
+    return str(app.config.get("REMEMBER_COOKIE_NAME", REMEMBER_COOKIE))
+
+
 def _sets(line: str, name: str) -> bool:
-    """Whether the Set-Cookie ``line`` gives the cookie ``name`` a value (not a deletion)."""
-    pair = line.split(";", 1)[0]
-    cookie, _, value = pair.partition("=")
-    if cookie.strip() != name:
-        return False
-    attributes = line.lower()
-    if "max-age=0" in attributes or "expires=thu, 01 jan 1970" in attributes:
-        return False
-    return bool(value.strip().strip('"'))
+    """Whether the Set-Cookie ``line`` gives the cookie ``name`` a value.
+
+    A deletion, as ``delete_cookie`` writes it, gives it none.
+    """
+    cookie, _, value = line.split(";", 1)[0].partition("=")
+    return cookie.strip() == name and bool(value.strip().strip('"'))
