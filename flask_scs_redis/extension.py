@@ -18,7 +18,7 @@ from .engine import SessionEngine
 from .errors import ConfigurationError, SessionStoreUnavailable
 from .flask_interface import RedisSessionInterface
 from .login import FlaskLogin
-from .options import CONFIG_KEYS, ConfigurationWarning, Options
+from .options import CONFIG_KEYS, ConfigurationWarning, Options, check
 from .session import Session
 from .store import RedisStore
 
@@ -208,11 +208,14 @@ def _check_apart_from_flask_session(prefix: str, config: Mapping[str, Any]) -> N
 
 
 def _migrating_from_flask_session(source: Any) -> bool:
-    """Whether ``SCS_MIGRATE_FROM`` (a name, or a collection of names) names Flask-Session."""
-    names = [source] if isinstance(source, str) else source
-    if not isinstance(names, (list, tuple, set, frozenset)):
+    """Whether ``SCS_MIGRATE_FROM``, read as the option reads it, names Flask-Session.
+
+    An invalid value names nothing here; ``Options.from_config`` refuses it next.
+    """
+    try:
+        return source is not None and "flask-session" in check("migrate_from", source)
+    except ConfigurationError:
         return False
-    return any(isinstance(name, str) and name.lower() == "flask-session" for name in names)
 
 
 def _warn(message: str) -> None:
