@@ -150,7 +150,7 @@ class SessionEngine:
         cookie_token: str | None,
         predecessor: Predecessor | None = None,
     ) -> tuple[SessionState, dict[Any, Any]]:
-        """Read a session's record: one GET, or one script that also slides the idle timeout.
+        """Read a session's record: one script that also slides its idle timeout.
 
         Where there is none, the session takes up ``predecessor``'s values,
         which a save then stores under a new token.
