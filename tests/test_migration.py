@@ -32,6 +32,7 @@ from markupsafe import Markup
 from werkzeug.test import TestResponse
 
 from flask_scs_redis import ConfigurationError, RedisSessions
+from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.testing.topologies import RedisClusterServers
 from flask_scs_redis.tokens import is_well_formed, new_token
 
@@ -811,3 +812,20 @@ def test_a_flask_session_record_is_taken_up_on_a_cluster(redis_client: redis.Red
             assert values_of(switched(app, sid)) == {}
         finally:
             cluster.close()
+
+
+def test_flask_session_records_are_read_where_session_redis_still_points(
+    redis_client: redis.Redis, fresh_redis_server: RedisServer
+) -> None:
+    """Flask-Session kept its records in another Redis: SESSION_REDIS, left set, says which."""
+    sid = logged_in(flask_session_app(redis_client))
+    ours = fresh_redis_server.client()
+    try:
+        elsewhere = new_app(ours)  # our store in another Redis, which holds no old record
+        assert values_of(switched(elsewhere, sid)) == {}
+        app = new_app(ours, SESSION_REDIS=redis_client)
+        assert values_of(switched(app, sid)) == LOGGED_IN
+        assert redis_client.exists(f"session:{sid}") == 0  # forgotten where it was
+        assert len(stored_sessions(ours)) == 1
+    finally:
+        ours.close()
