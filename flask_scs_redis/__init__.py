@@ -6,7 +6,7 @@ encoded with msgpack, under a hash of that token, with a TTL.
 
 from __future__ import annotations
 
-from .admin import SessionAdmin, SessionInfo
+from .admin import SealedValues, SessionAdmin, SessionInfo
 from .checks import CheckResult, check_store
 from .engine import SessionEngine
 from .errors import (
@@ -35,6 +35,7 @@ __all__ = [
     "RedisSessionInterface",
     "RedisSessions",
     "RedisStore",
+    "SealedValues",
     "Session",
     "SessionAdmin",
     "SessionConflictError",

@@ -16,7 +16,8 @@ from .clock import moment, now_ms
 from .connections import translated_errors
 from .keys import is_id
 from .options import Options, check
-from .record import CorruptRecordError, read_record
+from .record import CorruptRecordError, unpack_record, values_of
+from .sealing import Sealer
 from .store import RedisStore
 from .users import UserIndex
 
@@ -40,18 +41,46 @@ class SessionInfo:
     description: str | None = None
     #: Whether it is the session of the request that asked.
     current: bool = False
+    #: Whether its values are sealed (encryption at rest): only its token opens
+    #: them, so its values show as :class:`SealedValues` and its user, outside
+    #: :meth:`SessionAdmin.user_sessions`, as None.
+    sealed: bool = False
+
+
+class SealedValues(dict):  # type: ignore[type-arg]
+    """The values of a sealed session as the admin sees them: none.
+
+    .. versionadded:: 0.2
+    """
+
+    def __repr__(self) -> str:
+        return "<sealed>"
 
 
 class SessionAdmin:
     """Administer the sessions in ``store``; ``user_key`` is the value naming the user.
 
+    With encryption at rest, pass the engine's ``sealer`` (the Flask
+    extension's :meth:`~.extension.RedisSessions.admin` and the middleware's
+    :meth:`~.middleware.SessionMiddleware.admin` do): it names the users'
+    indexes.
+
     .. versionadded:: 0.1
+
+    .. versionchanged:: 0.2
+        ``sealer``.
     """
 
-    def __init__(self, store: RedisStore, user_key: str | None = Options.user_key) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        user_key: str | None = Options.user_key,
+        *,
+        sealer: Sealer | None = None,
+    ) -> None:
         self.store = store
         self.user_key: str | None = check("user_key", user_key)
-        self.users = UserIndex(store, self.user_key)
+        self.users = UserIndex(store, self.user_key, sealer=sealer)
 
     def user_sessions(self, user: object, *, current_id: str | None = None) -> list[SessionInfo]:
         """Return ``user``'s live sessions, oldest first, from the per-user index.
@@ -60,10 +89,10 @@ class SessionAdmin:
         """
         indexes = self.users.indexes
         ids = indexes.members(str(user))
-        found = self._infos([self.store.key_of(i) for i in ids], current_id)
+        found = self._infos([self.store.key_of(i) for i in ids], current_id, user=str(user))
         shown = {info.id for info, _ in found}
         gone = [i for i in ids if self._public(i) not in shown]
-        indexes.remove(str(user), *gone)
+        indexes.remove(str(user), *gone, everywhere=True)
         return sorted((info for info, _ in found), key=lambda info: info.created_at)
 
     def destroy_user_sessions(self, user: object, *, keep_id: str | None = None) -> int:
@@ -174,19 +203,23 @@ class SessionAdmin:
             yield from (key for key in keys if wanted(self.store.keys.public_id(key)))
 
     def _infos(
-        self, keys: list[str], current_id: str | None
+        self, keys: list[str], current_id: str | None, user: str | None = None
     ) -> list[tuple[SessionInfo, dict[Any, Any]]]:
-        """Fetch the sessions at ``keys`` in one round trip; only live, readable ones."""
+        """Fetch the sessions at ``keys`` in one round trip; only live, readable ones.
+
+        ``user`` is whose index named them, which sealed sessions do not tell.
+        """
         found = []
         now = now_ms()
         for key, (blob, ttl_ms) in zip(keys, self.store.fetch(keys)):
             if blob is None:
                 continue
             try:
-                record, values = read_record(blob)
+                record = unpack_record(blob)
+                values = SealedValues() if record.sealed else values_of(record)
             except CorruptRecordError:
                 continue
-            if not values or record.deadline_ms <= now:
+            if (not values and not record.sealed) or record.deadline_ms <= now:
                 continue  # emptied, or past its deadline and waiting to expire
             expires_ms = record.deadline_ms
             if ttl_ms >= 0:
@@ -194,12 +227,13 @@ class SessionAdmin:
             session_id = self.store.keys.public_id(key)
             info = SessionInfo(
                 id=session_id,
-                user=self.users.user_of(values),
+                user=user if record.sealed else self.users.user_of(values),
                 created_at=moment(record.created_ms),
                 last_seen=moment(record.last_seen_ms),
                 expires_at=moment(expires_ms),
                 description=record.description,
                 current=session_id == current_id,
+                sealed=record.sealed,
             )
             found.append((info, values))
         return found

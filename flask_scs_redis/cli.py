@@ -176,7 +176,8 @@ def show_command(session_id: str, as_json: bool) -> None:
     """Show one session and its values; SESSION_ID may be its first 8 characters or more.
 
     Values are shown as Python reprs (in JSON too, as strings), so every
-    storable type shows, and shows its type.
+    storable type shows, and shows its type. Sealed values (encryption at
+    rest) are not shown: only the session's token opens them.
     """
     admin = _admin()
     found = admin.get(_whole_id(admin, session_id))
@@ -185,10 +186,13 @@ def show_command(session_id: str, as_json: bool) -> None:
     info, values = found
     shown_values = {repr(key): repr(value) for key, value in values.items()}
     if as_json:
-        click.echo(json.dumps({**_row(info), "values": shown_values}))
+        click.echo(json.dumps({**_row(info), "values": None if info.sealed else shown_values}))
         return
     for field, value in _row(info).items():
         click.echo(f"{field:<13}{'-' if value is None else value}")
+    if info.sealed:
+        click.echo("values       sealed: only the session's own cookie opens them")
+        return
     click.echo("values")
     for key, value in shown_values.items():
         click.echo(f"  {key}: {value}")

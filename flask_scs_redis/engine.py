@@ -26,6 +26,7 @@ from .errors import (
     UnsupportedValueError,
 )
 from .options import Options, check
+from .sealing import Sealer
 from .session import Predecessor, Session
 from .state import Outcome, SessionState, Status
 from .store import RedisStore
@@ -67,8 +68,12 @@ class SessionEngine:
     token; ``max_sessions_per_user`` destroys a user's oldest sessions past
     that many. Every argument is checked as :class:`~.options.Options` checks it.
 
+    A ``sealer`` encrypts the values at rest (see :mod:`.sealing`).
+
     .. versionchanged:: 0.1
         ``max_attempts`` is now ``min_attempts``, as it is a least number.
+    .. versionchanged:: 0.2
+        ``sealer``.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class SessionEngine:
         user_key: str | None = Options.user_key,
         renew_on_login: bool = Options.renew_on_login,
         max_sessions_per_user: int | None = Options.max_sessions_per_user,
+        sealer: Sealer | None = None,
     ) -> None:
         if not isinstance(store, RedisStore):
             raise ConfigurationError(f"store must be a RedisStore, not {store!r}")
@@ -93,9 +99,13 @@ class SessionEngine:
         self.max_sessions_per_user: int | None = check(
             "max_sessions_per_user", max_sessions_per_user
         )
+        if sealer is not None:
+            sealer.check_naming(self.user_key)
+        #: What seals the values at rest, or None.
+        self.sealer = sealer
         #: The per-user index of this engine's sessions.
-        self.users = UserIndex(store, self.user_key, self.max_sessions_per_user)
-        self._writer = Writer(store, self.max_size)
+        self.users = UserIndex(store, self.user_key, self.max_sessions_per_user, sealer)
+        self._writer = Writer(store, self.max_size, sealer)
 
     @classmethod
     def from_options(cls, store: RedisStore, options: Options) -> SessionEngine:
@@ -108,6 +118,7 @@ class SessionEngine:
             user_key=options.user_key,
             renew_on_login=options.renew_on_login,
             max_sessions_per_user=options.max_sessions_per_user,
+            sealer=Sealer(options.encryption_keys) if options.encrypt else None,
         )
 
     def open(
@@ -206,7 +217,8 @@ class SessionEngine:
             key = None if cookie_token is None else self.store.key_for(cookie_token)
         else:
             key = state.key
-        ours = key is not None and self.users.end(key)
+        token = cookie_token if unread else state.token
+        ours = key is not None and self.users.end(key, token)
         if predecessor is not None and (state.inherited or (unread and not ours)):
             predecessor.forget()  # the cookie may name a session of the old store
         return state.started(Status.DESTROYED, now_ms())

@@ -117,7 +117,7 @@ class RedisSessions:
     def admin(self, app: Flask | None = None) -> SessionAdmin:
         """Return a :class:`SessionAdmin` over the sessions of ``app`` (default: current app)."""
         engine = self.interface(app).engine
-        return SessionAdmin(engine.store, engine.user_key)
+        return SessionAdmin(engine.store, engine.user_key, sealer=engine.sealer)
 
     def user_sessions(self, user: object) -> list[SessionInfo]:
         """Return ``user``'s live sessions, oldest first; ``current`` marks this request's."""

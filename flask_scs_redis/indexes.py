@@ -3,6 +3,11 @@
 Every operation is one command or one script on the index key alone, so it
 runs unchanged on a Cluster. :class:`~.users.UserIndex` decides when to call
 them; this module only speaks to Redis.
+
+With encryption at rest a user's index is named by a keyed hash of the user
+(see :mod:`.sealing`), so a rotated secret, or switching encryption on,
+renames it. Entries are added under the newest name only; the older names
+are read, taken and cleaned too, until the sessions indexed there have ended.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 from .clock import now_ms
 from .connections import translated_errors
 from .scripts import INDEX_CONFIRM, INDEX_JOIN, INDEX_TAKE
+from .sealing import Sealer
 from .store import RedisStore
 
 
@@ -20,10 +26,14 @@ def _ids(answer: Any) -> list[str]:
 
 
 class Indexes:
-    """The user indexes of ``store``, under its prefix (see :mod:`.keys`)."""
+    """The user indexes of ``store``, under its prefix (see :mod:`.keys`).
 
-    def __init__(self, store: RedisStore) -> None:
+    With a ``sealer`` that holds a server secret, users are named by it.
+    """
+
+    def __init__(self, store: RedisStore, sealer: Sealer | None = None) -> None:
         self.store = store
+        self._sealer = sealer if sealer is not None and sealer.has_secret else None
         client = store.client
         self._join = client.register_script(INDEX_JOIN)
         self._confirm = client.register_script(INDEX_CONFIRM)
@@ -31,7 +41,17 @@ class Indexes:
 
     def key(self, user: str) -> str:
         """The key of ``user``'s index."""
-        return self.store.keys.index(user)
+        return self.keys(user)[0]
+
+    def keys(self, user: str) -> list[str]:
+        """The keys ``user``'s index has had: the current one first, then older names."""
+        if self._sealer is None:
+            return [self.store.keys.index(user)]
+        return [self.store.keys.index_named(name) for name in self._sealer.user_names(user)]
+
+    def older(self, user: str) -> list[str]:
+        """The keys of ``user``'s index under older names, oldest first."""
+        return self.keys(user)[:0:-1]
 
     def join(
         self,
@@ -68,25 +88,55 @@ class Indexes:
         with translated_errors():
             return bool(self._confirm(keys=[self.key(user)], args=[session_id, drop or ""]))
 
-    def remove(self, user: str, *session_ids: str) -> None:
-        """Take ``session_ids`` out of ``user``'s index."""
-        if session_ids:
+    def release(self, index_key: str, session_id: str) -> bool:
+        """Take ``session_id`` out of the index at ``index_key``; whether it was there."""
+        with translated_errors():
+            return bool(self._confirm(keys=[index_key], args=[session_id, session_id]))
+
+    def holding(self, user: str, session_id: str) -> str | None:
+        """The key of the older index of ``user`` that holds ``session_id``, if one does."""
+        for index_key in self.older(user):
             with translated_errors():
-                self.store.client.zrem(self.key(user), *session_ids)
+                if self.store.client.zscore(index_key, session_id) is not None:
+                    return index_key
+        return None
+
+    def remove(self, user: str, *session_ids: str, everywhere: bool = False) -> None:
+        """Take ``session_ids`` out of ``user``'s index; ``everywhere``: under every name."""
+        if not session_ids:
+            return
+        index_keys = self.keys(user) if everywhere else [self.key(user)]
+        with translated_errors():
+            if len(index_keys) == 1:
+                self.store.client.zrem(index_keys[0], *session_ids)
+                return
+            pipe = self.store.client.pipeline(transaction=False)
+            for index_key in index_keys:
+                pipe.zrem(index_key, *session_ids)
+            pipe.execute()
 
     def members(self, user: str) -> list[str]:
-        """The ids indexed under ``user`` whose deadline has not passed."""
+        """The ids indexed under ``user``, under any name, whose deadline has not passed."""
         with translated_errors():
             pipe = self.store.client.pipeline(transaction=False)
-            pipe.zremrangebyscore(self.key(user), "-inf", now_ms())
-            pipe.zrange(self.key(user), 0, -1)
-            _, members = pipe.execute()
-        return _ids(members)
+            for index_key in self.keys(user):
+                pipe.zremrangebyscore(index_key, "-inf", now_ms())
+                pipe.zrange(index_key, 0, -1)
+            answers = pipe.execute()
+        return list(dict.fromkeys(i for members in answers[1::2] for i in _ids(members)))
 
     def take(self, user: str, *, keep: str | None = None) -> list[str]:
-        """Take every id but ``keep`` out of ``user``'s index at once, and return them."""
+        """Take every id but ``keep`` out of ``user``'s index at once, and return them.
+
+        Older names are taken first, the current one last: a renewal that
+        moves an entry from an older name to the current one (see
+        :meth:`.users.UserIndex.settle`) is then always caught.
+        """
+        taken: list[str] = []
         with translated_errors():
-            return _ids(self._take(keys=[self.key(user)], args=[keep or "", now_ms()]))
+            for index_key in [*self.older(user), self.key(user)]:
+                taken += _ids(self._take(keys=[index_key], args=[keep or "", now_ms()]))
+        return list(dict.fromkeys(taken))
 
     def alive(self, session_ids: list[str]) -> list[bool]:
         """Whether each session still has a record, in one pipelined round trip."""

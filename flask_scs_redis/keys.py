@@ -63,8 +63,12 @@ class KeySpace:
         return key + LOCK_SUFFIX
 
     def index(self, user: str) -> str:
-        """The key of ``user``'s index."""
-        return self.prefix + token_digest(user) + INDEX_SUFFIX
+        """The key of ``user``'s index, named by an unkeyed hash."""
+        return self.index_named(token_digest(user))
+
+    def index_named(self, name: str) -> str:
+        """The key of the index whose hashed name is ``name``."""
+        return self.prefix + name + INDEX_SUFFIX
 
     def is_record(self, key: str) -> bool:
         """Tell whether ``key`` has the shape of a record key."""

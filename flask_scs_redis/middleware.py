@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -12,6 +12,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.sansio.http import parse_cookie
 from werkzeug.wsgi import ClosingIterator
 
+from .admin import SessionAdmin
 from .cookies import (
     KEEP,
     CookieSettings,
@@ -76,7 +77,10 @@ class SessionMiddleware:
         :class:`SessionStoreUnavailable` reaches the WSGI server instead.
     ``user_key``, ``renew_on_login``, ``max_sessions_per_user``
         The per-user index, as the Flask keys ``SCS_USER_KEY`` and so on:
-        ``"_user_id"``, True, None. Administer it with :class:`SessionAdmin`.
+        ``"_user_id"``, True, None. Administer it with :meth:`admin`.
+    ``encrypt``, ``encryption_keys``
+        Encryption at rest, as ``SCS_ENCRYPT`` and ``SCS_ENCRYPTION_KEYS``:
+        False, no server secrets. It needs ``flask-scs-redis[encrypt]``.
 
     To change a cookie rule, override :meth:`should_set_cookie` or
     :meth:`get_expiration_time` in a subclass; :attr:`session_class` names
@@ -111,6 +115,8 @@ class SessionMiddleware:
         max_sessions_per_user: int | None = Options.max_sessions_per_user,
         retry_after: int = Options.retry_after,
         propagate_unavailable: bool = Options.propagate_unavailable,
+        encrypt: bool = Options.encrypt,
+        encryption_keys: Sequence[str | bytes] = Options.encryption_keys,
     ) -> None:
         if not callable(app):
             raise ConfigurationError(f"app must be a WSGI callable, not {app!r}")
@@ -137,6 +143,8 @@ class SessionMiddleware:
             max_sessions_per_user=max_sessions_per_user,
             retry_after=retry_after,
             propagate_unavailable=propagate_unavailable,
+            encrypt=encrypt,
+            encryption_keys=encryption_keys,
         )
         self.engine = SessionEngine.from_options(store, self.options)
         #: Seconds a client is asked to wait when the store is down; None lets
@@ -152,6 +160,13 @@ class SessionMiddleware:
     def store(self) -> RedisStore:
         """The store the sessions live in."""
         return self.engine.store
+
+    def admin(self) -> SessionAdmin:
+        """Return a :class:`SessionAdmin` over this middleware's sessions.
+
+        .. versionadded:: 0.2
+        """
+        return SessionAdmin(self.engine.store, self.engine.user_key, sealer=self.engine.sealer)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Open the request's session, run the app, and commit at ``start_response``."""

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from .errors import ConfigurationError
+from .sealing import secrets_from
 
 #: The absolute lifetime where no framework sets one (Flask's is its
 #: ``PERMANENT_SESSION_LIFETIME``): a day, as in SCS.
@@ -212,6 +213,10 @@ class Options:
     #: The stores whose sessions a request takes up where ours does not know
     #: its cookie (Flask only): see :data:`MIGRATION_SOURCES`.
     migrate_from: tuple[str, ...] = _option((), _sources, "SCS_MIGRATE_FROM")
+    #: Encryption at rest (see :mod:`.sealing`); it needs the ``cryptography`` package.
+    encrypt: bool = _option(False, flag, "SCS_ENCRYPT")
+    #: The server secrets mixed into encryption at rest: the first seals, all open.
+    encryption_keys: tuple[bytes, ...] = _option((), secrets_from, "SCS_ENCRYPTION_KEYS")
 
     # Outages, as the Flask extension answers them.
     retry_after: int = _option(5, positive_int, "SCS_RETRY_AFTER")
@@ -259,7 +264,8 @@ class Options:
         .. versionchanged:: 0.2
             ``SCS_REDIS`` takes a URL; ``SCS_PERMANENT``.
         """
-        values, labels = {"cookie_persist": False}, {"cookie_persist": "SCS_PERMANENT"}
+        values: dict[str, Any] = {"cookie_persist": False}
+        labels = {o.name: o.metadata["config"] for o in _FIELDS.values() if o.metadata["config"]}
         if _FLASK_SESSION_PERMANENT in config:
             values["cookie_persist"] = config[_FLASK_SESSION_PERMANENT]
             labels["cookie_persist"] = _FLASK_SESSION_PERMANENT
@@ -292,6 +298,11 @@ class Options:
         if options.cookie_partitioned and not options.cookie_secure:
             raise ConfigurationError(
                 f"{label('cookie_partitioned')}=True needs {label('cookie_secure')}=True"
+            )
+        if options.encryption_keys and not options.encrypt:
+            raise ConfigurationError(
+                f"{label('encryption_keys')} is set but {label('encrypt')} is not True:"
+                " set both to encrypt sessions at rest, or neither"
             )
         if options.cookie_samesite == "None" and not options.cookie_secure:
             raise ConfigurationError(

@@ -13,6 +13,11 @@ script finds the idle timeout by walking the fields before it. Readers need
 the first five fields and ignore what they don't know, so later versions may
 append more.
 
+With encryption at rest (see :mod:`.sealing`) the values field holds them
+sealed under the session's token, with every other field authenticated
+alongside; :func:`read_record` opens them given the token, and the engine
+only ever sees the values open.
+
 Because the format and the revision come first, the bytes that begin a record
 identify its revision (:attr:`Record.tag`). The store's compare-and-set
 script compares just those bytes, so it needs no msgpack parser.
@@ -25,6 +30,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from . import codec
+from .sealing import Sealer, SealError, is_sealed
 
 FORMAT_VERSION = 1
 _REQUIRED_FIELDS = 5
@@ -49,6 +55,8 @@ class Record(NamedTuple):
     idle_ms: int | None = None
     #: The bytes that begin the stored record, up to its revision (not stored apart).
     tag: bytes = b""
+    #: Whether the values were stored sealed (not stored apart).
+    sealed: bool = False
 
     def __repr__(self) -> str:
         # The values are the session's; a repr that reaches a log shows their size only.
@@ -58,14 +66,24 @@ class Record(NamedTuple):
         )
 
 
-def pack_record(record: Record) -> tuple[bytes, bytes]:
-    """Return the bytes stored for ``record``, and their tag."""
+def pack_record(
+    record: Record, sealer: Sealer | None = None, token: str = ""
+) -> tuple[bytes, bytes]:
+    """Return the bytes stored for ``record``, and their tag.
+
+    With a ``sealer`` the values are sealed for ``token``, unless there are
+    none: an emptied record is stored as the empty map, which reveals nothing
+    and which the admin can then tell from a live session.
+    """
+    values = record.values
+    if sealer is not None and values != codec.EMPTY:
+        values = sealer.seal(token, values, _metadata(record))
     fields: tuple[Any, ...] = (
         FORMAT_VERSION,
         record.revision,
         record.deadline_ms,
         record.created_ms,
-        record.values,
+        values,
         record.last_seen_ms,
         record.description,
     )
@@ -114,7 +132,46 @@ def unpack_record(blob: bytes) -> Record:
         lifetime_ms,
         idle_ms,
         tag,
+        is_sealed(values),
     )
+
+
+def _metadata(record: Record) -> bytes:
+    """The fields sealed values are authenticated with: all but the values, as read."""
+    return msgpack.packb(
+        (
+            FORMAT_VERSION,
+            record.revision,
+            record.deadline_ms,
+            record.created_ms,
+            record.last_seen_ms,
+            record.description,
+            record.lifetime_ms,
+            record.idle_ms,
+        ),
+        use_bin_type=True,
+    )
+
+
+def open_record(record: Record, sealer: Sealer | None, token: str | None) -> Record:
+    """``record`` with its values open: sealed ones opened for ``token``, others as they are.
+
+    Values stored open are taken as they are also with a ``sealer``, so
+    encryption can be switched on over a live store.
+
+    :raises CorruptRecordError: the values are sealed and cannot be opened
+        here: no sealer or no token, another token's, or tampered with.
+    """
+    if not record.sealed:
+        return record
+    if sealer is None:
+        raise CorruptRecordError("sealed session values, and encryption is off")
+    if token is None:
+        raise CorruptRecordError("sealed session values, and no token to open them")
+    try:
+        return record._replace(values=sealer.open(token, record.values, _metadata(record)))
+    except SealError as exc:
+        raise CorruptRecordError(str(exc)) from None
 
 
 def _own(fields: tuple[Any, ...], at: int, least: int) -> int | None:
@@ -123,13 +180,23 @@ def _own(fields: tuple[Any, ...], at: int, least: int) -> int | None:
     return value if type(value) is int and value >= least else None
 
 
-def read_record(blob: bytes) -> tuple[Record, dict[Any, Any]]:
-    """Parse a stored record and decode its values.
+def read_record(
+    blob: bytes, sealer: Sealer | None = None, token: str | None = None
+) -> tuple[Record, dict[Any, Any]]:
+    """Parse a stored record, open its values for ``token`` if sealed, and decode them.
 
     :raises CorruptRecordError: the record or its values cannot be read.
     """
-    record = unpack_record(blob)
+    record = open_record(unpack_record(blob), sealer, token)
+    return record, values_of(record)
+
+
+def values_of(record: Record) -> dict[Any, Any]:
+    """Decode the open values of ``record``.
+
+    :raises CorruptRecordError: they cannot be decoded.
+    """
     try:
-        return record, codec.decode(record.values)
+        return codec.decode(record.values)
     except ValueError as exc:
         raise CorruptRecordError(str(exc)) from exc

@@ -96,6 +96,8 @@ class SessionState(NamedTuple):
     own_idle_ms: int | None = None
     #: Whether this request set the session's expiry, so the save writes it.
     expiry_set: bool = False
+    #: Whether the stored values are sealed (see :mod:`.sealing`).
+    sealed: bool = False
 
     @property
     def span_ms(self) -> int:
@@ -163,6 +165,8 @@ class SessionState(NamedTuple):
             False,
             record.lifetime_ms,
             record.idle_ms,
+            False,
+            record.sealed,
         )
         return state._replace(expiry_ms=expiry(record.deadline_ms, now_ms, state.window_ms))
 
@@ -176,6 +180,7 @@ class SessionState(NamedTuple):
             revision=record.revision,
             tag=record.tag,
             stored_values=record.values,
+            sealed=record.sealed,
             created_ms=record.created_ms,
             last_seen_ms=record.last_seen_ms,
             stored_description=record.description,

@@ -7,6 +7,12 @@ afterwards; ending every session of a user takes the whole index at once,
 then deletes the records. So a session being written while its user's
 sessions are ended either is among those taken, and is deleted by one side
 or the other, or enters the index after the taking, and was written after it.
+
+A session indexed under an older name of its user's index (a rotated
+secret, see :mod:`.indexes`) that a write moves or re-scores enters the
+current name, and after the write its old entry must still be there to be
+taken out; ending a user's sessions takes the older names first, so one of
+the two sides always sees the other.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, NamedTuple, Optional
 from .errors import SessionStoreError
 from .indexes import Indexes
 from .record import CorruptRecordError, read_record
+from .sealing import Sealer
 from .store import RedisStore
 
 logger = logging.getLogger("flask_scs_redis")
@@ -45,6 +52,8 @@ class Entry(NamedTuple):
     others: list[str]
     #: Whether it was indexed already, and only its deadline moved (``set_expiry``).
     rescored: bool = False
+    #: The older index key, and the id in it, that the entry replaces (see :mod:`.indexes`).
+    held: tuple[str, str] | None = None
 
 
 class Purged(Exception):  # noqa: N818 - a signal between the index and the engine
@@ -55,39 +64,47 @@ class UserIndex:
     """The sessions of each user in ``store``, by the value at ``user_key``.
 
     With ``user_key`` None nothing is indexed. With ``keep_at_most``, indexing
-    a user's session past that many live ones destroys their oldest.
+    a user's session past that many live ones destroys their oldest. With a
+    ``sealer``, records are read with it and users named by its secret.
     """
 
     def __init__(
-        self, store: RedisStore, user_key: str | None, keep_at_most: int | None = None
+        self,
+        store: RedisStore,
+        user_key: str | None,
+        keep_at_most: int | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.store = store
         self.user_key = user_key
         self.keep_at_most = keep_at_most
-        self.indexes = Indexes(store)
+        self.sealer = sealer
+        self.indexes = Indexes(store, sealer)
 
     def user_of(self, values: Mapping[Any, Any]) -> str | None:
         """Return the user that session ``values`` hold, as a str, or None."""
         user = values.get(self.user_key) if self.user_key is not None else None
         return None if user is None else str(user)
 
-    def end(self, key: str) -> bool:
+    def end(self, key: str, token: str | None = None) -> bool:
         """Delete the record at ``key`` and take it out of its user's index.
 
         One script both deletes the record and tells whose index to clean, so
-        the index is cleaned for exactly the record that was deleted. Return
-        whether there was a record.
+        the index is cleaned for exactly the record that was deleted. Sealed
+        values tell their user only to their ``token``; without it the entry
+        stays, and is pruned as a dead one later. Return whether there was a
+        record.
         """
         blob = self.store.take(key)
         if blob is None:
             return False
         if self.user_key is not None:
             try:
-                user = self.user_of(read_record(blob)[1])
+                user = self.user_of(read_record(blob, self.sealer, token)[1])
             except CorruptRecordError:
                 user = None
             if user is not None:
-                self.indexes.remove(user, self.store.id_of(key))
+                self.indexes.remove(user, self.store.id_of(key), everywhere=True)
         return True
 
     def end_all(self, user: str, *, keep_id: str | None = None) -> int:
@@ -116,18 +133,23 @@ class UserIndex:
             return None
         session_id = self.store.id_of(key)
         if before == after:  # the same entry, with the new deadline as its score
-            others = self._join(user, session_id, deadline_ms, requires=session_id)
-            return Entry(user, session_id, None, [i for i in others if i != session_id], True)
+            others, held = self._join(user, session_id, deadline_ms, requires=session_id)
+            others = [i for i in others if i != session_id]
+            return Entry(user, session_id, None, others, True, held)
         drop = self.store.id_of(old_key) if old_key is not None and old_user == user else None
-        others = self._join(user, session_id, deadline_ms, requires=drop)
-        return Entry(user, session_id, drop, [i for i in others if i != drop])
+        others, held = self._join(user, session_id, deadline_ms, requires=drop)
+        return Entry(user, session_id, drop, [i for i in others if i != drop], False, held)
 
     def _join(
         self, user: str, session_id: str, deadline_ms: int, *, requires: str | None
-    ) -> list[str]:
+    ) -> tuple[list[str], tuple[str, str] | None]:
         """Join ``user``'s index; the other ids it answers (see :class:`Entry`).
 
-        :raises Purged: ``requires`` was no longer indexed.
+        When ``requires`` is not in the current index but under an older
+        name, the entry joins unconditionally, and the older index key is
+        answered too: the entry there is checked after the write.
+
+        :raises Purged: ``requires`` was indexed under no name.
         """
         others = self.indexes.join(
             user,
@@ -137,9 +159,12 @@ class UserIndex:
             limit=self.keep_at_most,
             check_every=PRUNE_EVERY,
         )
-        if others is None:
+        if others is not None:
+            return others, None
+        held_in = None if requires is None else self.indexes.holding(user, requires)
+        if requires is None or held_in is None:
             raise Purged(user)
-        return others
+        return self._join(user, session_id, deadline_ms, requires=None)[0], (held_in, requires)
 
     def settle(self, entry: Entry) -> bool:
         """Confirm an entry once its record is written; False if its user's sessions were ended.
@@ -150,8 +175,11 @@ class UserIndex:
         are pruned; past the per-user limit, the oldest of the user's live
         sessions are ended too.
         """
-        if not self.indexes.confirm(entry.user, entry.session_id, drop=entry.drop):
+        drop_here = entry.drop if entry.held is None else None
+        if not self.indexes.confirm(entry.user, entry.session_id, drop=drop_here):
             return False
+        if entry.held is not None and not self.indexes.release(*entry.held):
+            return False  # taken while this session moved from the older index
         if entry.others:
             alive = self.indexes.alive(entry.others)
             live = [i for i, found in zip(entry.others, alive) if found]
@@ -168,7 +196,7 @@ class UserIndex:
         A stale entry does no harm: listing prunes it, and it never counts
         against the per-user limit. A rescored entry stays: it was there before.
         """
-        if entry.rescored:
+        if entry.rescored and entry.held is None:
             return
         with contextlib.suppress(SessionStoreError):
             self.indexes.remove(entry.user, entry.session_id)
@@ -213,6 +241,6 @@ class UserIndex:
             return
         (old_user, old_key), (new_user, new_key) = before, after
         if old_user is not None and old_key is not None:
-            self.indexes.remove(old_user, self.store.id_of(old_key))
+            self.indexes.remove(old_user, self.store.id_of(old_key), everywhere=True)
         if new_user is not None and new_key is not None:
             self.indexes.join(new_user, self.store.id_of(new_key), deadline_ms=deadline_ms)

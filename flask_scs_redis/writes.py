@@ -19,6 +19,7 @@ from .codec import encode
 from .errors import SessionConflictError, SessionTooLargeError
 from .record import CorruptRecordError, Record, pack_record, read_record
 from .scripts import WriteStatus
+from .sealing import Sealer
 from .state import Outcome, SessionState, Status
 from .store import RedisStore
 from .tokens import new_token, token_digest
@@ -42,12 +43,14 @@ class Writer:
     """Write session records in ``store``, at most ``max_size`` bytes each.
 
     Each key's expiry is set by the session's deadline and idle timeout,
-    which its state holds.
+    which its state holds. With a ``sealer`` the values are sealed under
+    each session's token, and a record read open is sealed at its next save.
     """
 
-    def __init__(self, store: RedisStore, max_size: int) -> None:
+    def __init__(self, store: RedisStore, max_size: int, sealer: Sealer | None = None) -> None:
         self.store = store
         self.max_size = max_size
+        self.sealer = sealer
 
     def attempt(self, state: SessionState, values: dict[Any, Any], fresh_token: str) -> Attempt:
         """Make the one write that saves ``values``.
@@ -59,6 +62,7 @@ class Writer:
         encoded = encode(values)
         if state.status is Status.LOADED and state.token is not None:
             unchanged = encoded == state.stored_values and not state.expiry_set
+            unchanged = unchanged and (state.sealed or self.sealer is None)
             if unchanged and state.description == state.stored_description:
                 return Outcome.UNCHANGED, state, None
             return self._replace(state, encoded)
@@ -80,7 +84,7 @@ class Writer:
         An unreadable record is deleted and logged (never its token), and None returned.
         """
         try:
-            return read_record(blob)
+            return read_record(blob, self.sealer, token)
         except CorruptRecordError as exc:
             logger.warning(
                 "deleted an unreadable session record (token %s…): %s",
@@ -210,7 +214,7 @@ class Writer:
             lifetime_ms=state.own_lifetime_ms,
             idle_ms=state.own_idle_ms,
         )
-        blob, tag = pack_record(record)
+        blob, tag = pack_record(record, self.sealer, token)
         if len(blob) > self.max_size:
             raise SessionTooLargeError(len(blob), self.max_size)
         written = state.stored(record, tag, token=token, key=key, now_ms=now, user=state.user)

@@ -19,7 +19,18 @@ MAX_LINES = 350
 # Each module may import only modules on a lower layer, or on its own layer
 # when they are named there; the testing package stands apart.
 LAYERS = [
-    {"errors", "clock", "tokens", "keys", "outages", "scripts", "codec", "options", "connections"},
+    {
+        "errors",
+        "clock",
+        "tokens",
+        "keys",
+        "outages",
+        "scripts",
+        "codec",
+        "options",
+        "connections",
+        "sealing",
+    },
     {"record", "durable", "store"},
     {"state", "changes", "indexes", "users", "backend"},
     {"session", "writes"},

@@ -212,6 +212,9 @@ FLASK_CONFIG = {
     "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
     "user_key": "SCS_USER_KEY",
     "refresh_each_request": "SESSION_REFRESH_EACH_REQUEST",
+    "encrypt": "SCS_ENCRYPT",
+    "encryption_keys": "SCS_ENCRYPTION_KEYS",
+    "max_sessions_per_user": "SCS_MAX_SESSIONS_PER_USER",
 }
 
 

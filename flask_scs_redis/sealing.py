@@ -1,0 +1,192 @@
+"""Encryption at rest: session values sealed under a key that only the cookie's token gives.
+
+Each session's values are sealed with AES-256-GCM under a key derived from its
+token with HKDF-SHA256, the server secret (if any) as the salt. The server
+never stores the token: a record's key names SHA-256 of it, a different
+function of it than HKDF's HMAC, so a Redis dump alone opens nothing. With a
+server secret, a stolen cookie together with a dump opens nothing either.
+
+A sealed value is ``0xC1 | version | key id (4) | nonce (12) | ciphertext and
+tag``. 0xC1 is the one byte msgpack never uses, so sealed values cannot be
+taken for encoded ones, nor encoded ones for sealed. The key id names which
+server secret sealed it (all zeros: none). Each seal draws a fresh random
+96-bit nonce; a key is one token's, and a token seals only its own session's
+few writes, so a repeat is never expected (NIST allows 2**32 seals a key).
+The record's metadata, which the library reads without the token, is
+authenticated with the values: a record whose metadata was changed fails to
+open.
+
+The same secrets give the users' index keys their names, as a keyed hash of
+the user, so nothing in Redis names a user that anyone could guess.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import ConfigurationError
+from .tokens import token_digest
+
+#: The byte that begins a sealed value: one that msgpack never uses.
+SEALED = b"\xc1"
+_VERSION = b"\x01"
+_HEADER_LENGTH = 6  # SEALED, version, key id
+_NONCE_LENGTH = 12
+_TAG_LENGTH = 16
+_NO_SECRET_ID = b"\0\0\0\0"
+#: The shortest server secret accepted, in bytes.
+MIN_SECRET_BYTES = 32
+
+# Labels that keep each use of a secret or a token apart from the others.
+_VALUES_LABEL = b"flask-scs-redis/1 session values"
+_RECORD_LABEL = b"flask-scs-redis/1 record\0"
+_KEY_ID_LABEL = b"flask-scs-redis/1 key id"
+_USER_LABEL = b"flask-scs-redis/1 user\0"
+
+
+class SealError(ValueError):
+    """A sealed value that cannot be opened: tampered, another token's, or an unknown secret."""
+
+
+def is_sealed(values: bytes) -> bool:
+    """Tell whether the stored ``values`` are sealed."""
+    return values[:1] == SEALED
+
+
+def secrets_from(name: str, value: Any) -> tuple[bytes, ...]:
+    """Return the server secrets ``value`` lists (str or bytes, or one of them), as bytes.
+
+    :raises ConfigurationError: one is not str or bytes, is shorter than
+        :data:`MIN_SECRET_BYTES`, or two are the same.
+    """
+    listed = [value] if isinstance(value, (str, bytes)) else value
+    if not isinstance(listed, (list, tuple)) or not all(
+        isinstance(secret, (str, bytes)) for secret in listed
+    ):
+        raise ConfigurationError(
+            f"{name} must be a list of secrets (str or bytes), not a {value!r}"
+        )
+    found = tuple(s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in listed)
+    for at, secret in enumerate(found):
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"{name}[{at}] is {len(secret)} bytes; a secret needs {MIN_SECRET_BYTES} or more,"
+                " such as secrets.token_urlsafe(32)"
+            )
+    ids = [_key_id(secret) for secret in found]
+    if len(set(ids)) != len(ids):
+        raise ConfigurationError(f"{name} lists the same secret twice")
+    return found
+
+
+def _key_id(secret: bytes | None) -> bytes:
+    if secret is None:
+        return _NO_SECRET_ID
+    return hmac.new(secret, _KEY_ID_LABEL, hashlib.sha256).digest()[:4]
+
+
+def _digest_text(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class Sealer:
+    """Seal and open session values, and name users, with the server ``secrets``.
+
+    The first secret seals and names; every one opens, so a secret can be
+    rotated: put the new one first and drop the old one once the sessions it
+    sealed have ended. Without secrets the token alone keys the values, and
+    users cannot be named safely (see :attr:`has_secret`).
+
+    :raises ConfigurationError: the ``cryptography`` package is not installed.
+    """
+
+    def __init__(self, secrets: Sequence[bytes] = ()) -> None:
+        try:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        except ImportError:
+            raise ConfigurationError(
+                "encryption at rest needs the cryptography package:"
+                " pip install 'flask-scs-redis[encrypt]'"
+            ) from None
+        self._aead, self._hkdf, self._sha256 = AESGCM, HKDF, hashes.SHA256
+        #: Each secret by its key id, the sealing one first; None stands for no secret.
+        self._secrets: dict[bytes, bytes | None] = {_key_id(s): s for s in secrets} or {
+            _NO_SECRET_ID: None
+        }
+        self._sealing_id = next(iter(self._secrets))
+        #: Whether a server secret is mixed in, which naming users needs.
+        self.has_secret = bool(secrets)
+
+    def __repr__(self) -> str:
+        return f"Sealer(secrets={len(self._secrets) if self.has_secret else 0})"
+
+    def _key(self, token: str, secret: bytes | None) -> Any:
+        derived = self._hkdf(algorithm=self._sha256(), length=32, salt=secret, info=_VALUES_LABEL)
+        return self._aead(derived.derive(token.encode("ascii")))
+
+    def seal(self, token: str, values: bytes, metadata: bytes) -> bytes:
+        """Seal ``values`` for ``token``, authenticating ``metadata`` with them."""
+        header = SEALED + _VERSION + self._sealing_id
+        nonce = os.urandom(_NONCE_LENGTH)
+        aead = self._key(token, self._secrets[self._sealing_id])
+        sealed = aead.encrypt(nonce, values, _RECORD_LABEL + header + metadata)
+        return header + nonce + bytes(sealed)
+
+    def open(self, token: str, sealed: bytes, metadata: bytes) -> bytes:
+        """Return the values that :meth:`seal` sealed for ``token`` with ``metadata``.
+
+        :raises SealError: they cannot be opened: another token's, sealed
+            with a secret not listed, or changed since (values or metadata).
+        """
+        if len(sealed) < _HEADER_LENGTH + _NONCE_LENGTH + _TAG_LENGTH:
+            raise SealError("sealed values too short")
+        header = sealed[:_HEADER_LENGTH]
+        nonce = sealed[_HEADER_LENGTH : _HEADER_LENGTH + _NONCE_LENGTH]
+        if header[:2] != SEALED + _VERSION:
+            raise SealError("unknown sealing format")
+        key_id = header[2:]
+        if key_id not in self._secrets:
+            raise SealError("sealed with a secret that is not listed")
+        aead = self._key(token, self._secrets[key_id])
+        sealed_values = sealed[_HEADER_LENGTH + _NONCE_LENGTH :]
+        try:
+            return bytes(aead.decrypt(nonce, sealed_values, _RECORD_LABEL + header + metadata))
+        except Exception:  # InvalidTag; nothing of the data is in it
+            raise SealError("sealed values failed authentication") from None
+
+    def check_naming(self, user_key: str | None) -> None:
+        """Refuse a per-user index (values at ``user_key``) where no secret can name users.
+
+        :raises ConfigurationError: there is an index and no server secret.
+        """
+        if user_key is not None and not self.has_secret:
+            raise ConfigurationError(
+                "encryption at rest with the per-user index needs a server secret: without"
+                " one the index keys would name users by a hash anyone can reverse by"
+                " guessing. Set SCS_ENCRYPTION_KEYS (encryption_keys=), or SCS_USER_KEY ="
+                " None (user_key=None) to go without the index"
+            )
+
+    def user_names(self, user: str) -> tuple[str, ...]:
+        """The names ``user``'s index has had, newest first (43 base64url characters each).
+
+        One a secret, as its keyed hash; last the unkeyed SHA-256 of the
+        user, which the index had before encryption was switched on.
+        Without secrets, that one only.
+        """
+        data = user.encode("utf-8", "surrogatepass")
+        keyed = [
+            _digest_text(hmac.new(secret, _USER_LABEL + data, hashlib.sha256).digest())
+            for secret in self._secrets.values()
+            if secret is not None
+        ]
+        return (*keyed, token_digest(user))

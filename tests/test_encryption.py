@@ -1,0 +1,397 @@
+"""Encryption at rest: what a Redis dump holds, what tampering gets, switching on and off."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import msgpack
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from werkzeug.test import Client
+
+from flask_scs_redis import ConfigurationError, RedisStore, SessionEngine
+from flask_scs_redis.codec import encode
+from flask_scs_redis.record import (
+    CorruptRecordError,
+    Record,
+    pack_record,
+    read_record,
+    unpack_record,
+)
+from flask_scs_redis.sealing import SEALED, Sealer, SealError, is_sealed
+from flask_scs_redis.tokens import new_token, token_digest
+
+from harness import ROOT, Count, MakeClient, cookie_token, edit_record
+from views import build_flask_app
+
+SECRET = "s" * 32
+OTHER_SECRET = "o" * 32
+MARKER = "MARKER-7f3a9c"
+USER = "alice@example.org"
+ENCRYPTED = {"encrypt": True, "encryption_keys": [SECRET]}
+
+
+def record_key(client: Client) -> str:
+    token = cookie_token(client)
+    assert token is not None
+    return "scs:session:" + token_digest(token)
+
+
+def stored_record(redis_client: redis.Redis, client: Client) -> Record:
+    """The record of ``client``'s session as stored: values sealed or not."""
+    blob = redis_client.get(record_key(client))
+    assert blob is not None
+    return unpack_record(blob)
+
+
+def everything_in(redis_client: redis.Redis) -> bytes:
+    """Every key name, DUMP and readable content in Redis, end to end."""
+    found = []
+    for key in redis_client.scan_iter(count=1000):
+        found += [key, redis_client.dump(key) or b""]
+        kind = redis_client.type(key)
+        if kind == b"string":
+            found.append(redis_client.get(key) or b"")
+        elif kind == b"zset":
+            found += redis_client.zrange(key, 0, -1)
+    return b"\n".join(found)
+
+
+def make_sessions(make_client: MakeClient, **options: Any) -> list[Client]:
+    """Browsers that log in, store markers, renew, set an expiry and merge."""
+    clients = []
+    for n in range(3):
+        client = make_client(**options)
+        client.get(f"/set?key=name&value={MARKER}-{n}")
+        client.get(f"/set?key=_user_id&value={USER}")
+        client.get("/incr")
+        client.get(f"/set?key=cart&value={MARKER}-cart")
+        client.get("/renew")
+        client.get("/expiry?lifetime=3600")
+        client.get("/incr")
+        clients.append(client)
+    return clients
+
+
+@pytest.fixture(autouse=True)
+def uncompressed_dumps(redis_client: redis.Redis) -> None:
+    # DUMP compresses strings with LZF, which could hide a marker from a byte search.
+    redis_client.config_set("rdbcompression", "no")
+
+
+# -- a dump reveals nothing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["on", "off"])
+def test_no_key_or_value_in_redis_holds_a_marker_or_the_user(
+    make_client: MakeClient, redis_client: redis.Redis, encrypted: bool
+) -> None:
+    clients = make_sessions(make_client, **(ENCRYPTED if encrypted else {}))
+    assert all(c.get("/read").get_data() == b"2" for c in clients)  # live and readable
+    dump = everything_in(redis_client)
+    needles = [MARKER.encode(), USER.encode(), token_digest(USER).encode()]
+    found = [needle for needle in needles if needle in dump]
+    if encrypted:
+        assert found == []
+        assert len(redis_client.keys("*:user")) == 1  # the index is there, keyed
+    else:  # the test can see them: without encryption they are all there
+        assert found == needles
+
+
+def test_monitor_sees_no_marker_or_user_either(
+    make_client: MakeClient, redis_client: redis.Redis, redis_server: Any
+) -> None:
+    seen: list[str] = []
+    ready = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        with redis_server.client().monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                seen.append(str(command["command"]))
+                if "STOP-WATCHING" in command["command"]:
+                    done.set()
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    ready.wait(5)
+    make_sessions(make_client, **ENCRYPTED)
+    redis_client.get("STOP-WATCHING")
+    done.wait(5)
+    assert len(seen) > 20
+    assert not [line for line in seen if MARKER in line or USER in line]
+
+
+def test_records_are_sealed_and_values_read_back_with_their_types(
+    make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    client = make_client(**ENCRYPTED)
+    client.get(f"/set?key=name&value={MARKER}")
+    client.get("/incr")
+    record = stored_record(redis_client, client)
+    assert record.sealed and is_sealed(record.values)
+    assert client.get("/read").get_data() == b"1"
+
+
+# -- tampering ------------------------------------------------------------------------
+
+
+def flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+
+TAMPERINGS = {
+    "ciphertext": lambda r: {"values": flip(r.values, 20)},
+    "tag": lambda r: {"values": flip(r.values, len(r.values) - 1)},
+    "nonce": lambda r: {"values": flip(r.values, 8)},
+    "key id": lambda r: {"values": flip(r.values, 3)},
+    "sealing version": lambda r: {"values": flip(r.values, 1)},
+    "truncated": lambda r: {"values": r.values[:20]},
+    "deadline": lambda r: {"deadline_ms": r.deadline_ms + 3_600_000},
+    "created": lambda r: {"created_ms": r.created_ms - 1},
+    "last seen": lambda r: {"last_seen_ms": r.last_seen_ms + 1},
+    "description": lambda r: {"description": "Evil on Linux"},
+    "own lifetime": lambda r: {"lifetime_ms": 10**12},
+    "own idle timeout": lambda r: {"idle_ms": 0},
+    "no secret's key id": lambda r: {"values": r.values[:2] + b"\0" * 4 + r.values[6:]},
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERINGS), ids=list(TAMPERINGS))
+def test_a_tampered_record_is_a_new_session_deleted_with_a_warning(
+    make_client: MakeClient,
+    redis_client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    tampering: str,
+) -> None:
+    client = make_client(**ENCRYPTED)
+    client.get(f"/set?key=name&value={MARKER}")
+    client.get("/expiry?lifetime=7200&idle=600")  # so the own lifetime and idle fields exist
+    client.get("/describe?as=Chrome")
+    key = record_key(client)
+    token = cookie_token(client)
+    record = unpack_record(redis_client.get(key) or b"")
+    edit_record(redis_client, key, **TAMPERINGS[tampering](record))
+    caplog.set_level(logging.WARNING, "flask_scs_redis")
+    assert client.get("/read").get_data() == b"None"
+    assert redis_client.exists(key) == 0
+    assert "deleted an unreadable session record" in caplog.text
+    assert token is not None and token not in caplog.text
+    assert MARKER not in caplog.text and SECRET not in caplog.text
+    assert client.get("/incr").status_code == 200  # the browser goes on with a new session
+
+
+def test_the_revision_is_authenticated_too(redis_client: redis.Redis) -> None:
+    sealer = Sealer([SECRET.encode()])
+    token = new_token()
+    blob, _ = pack_record(Record(4, 10**13, 1, encode({"a": MARKER})), sealer, token)
+    tampered = blob.replace(b"\x04", b"\x05", 1)  # the revision follows the format byte
+    assert read_record(blob, sealer, token)[1] == {"a": MARKER}
+    with pytest.raises(CorruptRecordError, match="authentication"):
+        read_record(tampered, sealer, token)
+
+
+# Any single-bit change anywhere in a sealed record is caught, or changes nothing read.
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.dictionaries(st.text(max_size=5), st.text(max_size=30), max_size=4), data=st.data()
+)
+def test_no_single_bit_flip_of_a_record_goes_unnoticed(
+    values: dict[str, str], data: st.DataObject
+) -> None:
+    sealer = Sealer([SECRET.encode()])
+    token = new_token()
+    original = Record(3, 10**13, 5, encode({"k": MARKER, **values}), 6, "desc", 9_000, 0)
+    blob, _ = pack_record(original, sealer, token)
+    at = data.draw(st.integers(0, len(blob) - 1))
+    bit = data.draw(st.integers(0, 7))
+    tampered = blob[:at] + bytes([blob[at] ^ (1 << bit)]) + blob[at + 1 :]
+    try:
+        record, read = read_record(tampered, sealer, token)
+    except CorruptRecordError:
+        return
+    expected = original._replace(values=b"", tag=b"", sealed=True)
+    assert record._replace(values=b"", tag=b"") == expected
+    assert read == {"k": MARKER, **values}
+
+
+# -- one token's key opens one record --------------------------------------------------
+
+
+def test_a_record_moved_under_another_tokens_key_does_not_open(
+    make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    victim, thief = make_client(**ENCRYPTED), make_client(**ENCRYPTED)
+    victim.get(f"/set?key=name&value={MARKER}")
+    thief.get("/set?key=name&value=thief")
+    redis_client.set(record_key(thief), redis_client.get(record_key(victim)) or b"")
+    assert thief.get("/read").get_data() == b"None"
+    assert redis_client.exists(record_key(thief)) == 0  # deleted as unreadable
+    assert victim.get("/set?key=n&value=1").status_code == 200  # the victim's is intact
+
+
+def test_sealed_values_open_only_with_their_token_and_a_listed_secret() -> None:
+    token, other = new_token(), new_token()
+    sealed = Sealer([SECRET.encode()]).seal(token, b"\x81\xa1k\xa1v", b"meta")
+    assert Sealer([SECRET.encode()]).open(token, sealed, b"meta") == b"\x81\xa1k\xa1v"
+    for sealer, key in [
+        (Sealer([SECRET.encode()]), other),  # another token
+        (Sealer([OTHER_SECRET.encode()]), token),  # a secret that did not seal it
+        (Sealer(), token),  # no secret at all
+    ]:
+        with pytest.raises(SealError):
+            sealer.open(key, sealed, b"meta")
+    with pytest.raises(SealError):
+        Sealer([SECRET.encode()]).open(token, sealed, b"other meta")
+
+
+def test_each_seal_draws_a_new_nonce() -> None:
+    sealer, token = Sealer([SECRET.encode()]), new_token()
+    nonces = {sealer.seal(token, b"\x80", b"")[6:18] for _ in range(1000)}
+    assert len(nonces) == 1000
+
+
+# -- what encryption costs in commands ---------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/read", "/incr", "/none", "/renew", "/logout"])
+def test_encryption_sends_the_same_commands(
+    make_client: MakeClient, count: Count, path: str
+) -> None:
+    counts = []
+    for options in ({}, ENCRYPTED):
+        client = make_client(**{"user_key": None, **options})
+        client.get("/incr")
+        with count() as counter:
+            client.get(path)
+        counts.append(counter.by_command)
+    assert counts[0] == counts[1]
+
+
+# -- switching on and off ----------------------------------------------------------------
+
+
+def test_switching_on_keeps_every_session_and_seals_it_at_its_next_request(
+    make_client: MakeClient, redis_client: redis.Redis, count: Count
+) -> None:
+    plain = make_client()
+    plain.get(f"/set?key=name&value={MARKER}")
+    plain.get("/incr")
+    key = record_key(plain)
+    assert not stored_record(redis_client, plain).sealed
+    sealing = make_client(**ENCRYPTED)
+    sealing.set_cookie("session", cookie_token(plain) or "")
+    with count() as counter:
+        assert sealing.get("/read").get_data() == b"1"  # not logged out
+    assert counter.by_command == {"evalsha": 2}  # the read, then the rewrite
+    assert record_key(sealing) == key  # same token, same key
+    assert stored_record(redis_client, sealing).sealed
+    assert MARKER.encode() not in everything_in(redis_client)
+    assert sealing.get("/read").get_data() == b"1"
+    with count() as counter:
+        sealing.get("/read")
+    assert counter.by_command == {"evalsha": 1}  # sealed now: a read is a read again
+
+
+def test_switching_off_starts_sealed_sessions_over(
+    make_client: MakeClient, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    sealing = make_client(**ENCRYPTED)
+    sealing.get("/incr")
+    key = record_key(sealing)
+    plain = make_client()
+    plain.set_cookie("session", cookie_token(sealing) or "")
+    caplog.set_level(logging.WARNING, "flask_scs_redis")
+    assert plain.get("/read").get_data() == b"None"
+    assert "encryption is off" in caplog.text
+    assert redis_client.exists(key) == 0
+
+
+def test_an_emptied_sealed_session_is_stored_as_the_empty_map(
+    make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    client = make_client(**ENCRYPTED)
+    client.get(f"/set?key=name&value={MARKER}")
+    key = record_key(client)
+    client.get("/delete?key=name")
+    blob = redis_client.get(key)
+    assert blob is not None and unpack_record(blob).values == b"\x80"
+
+
+# -- set-up --------------------------------------------------------------------------------
+
+
+def test_encryption_with_the_user_index_needs_a_server_secret(redis_client: redis.Redis) -> None:
+    with pytest.raises(ConfigurationError, match="SCS_ENCRYPTION_KEYS"):
+        build_flask_app(redis_client, encrypt=True)
+    with pytest.raises(ConfigurationError, match="needs a server secret"):
+        SessionEngine(RedisStore(redis_client), sealer=Sealer())
+    build_flask_app(redis_client, encrypt=True, user_key=None)  # no index: the token suffices
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"SCS_ENCRYPTION_KEYS": [SECRET]}, "SCS_ENCRYPT is not True"),
+        ({"SCS_ENCRYPT": True, "SCS_ENCRYPTION_KEYS": ["x" * 31]}, r"\[0\] is 31 bytes"),
+        ({"SCS_ENCRYPT": True, "SCS_ENCRYPTION_KEYS": [SECRET, SECRET]}, "the same secret twice"),
+        ({"SCS_ENCRYPT": True, "SCS_ENCRYPTION_KEYS": [7]}, "list of secrets"),
+        ({"SCS_ENCRYPT": "yes", "SCS_ENCRYPTION_KEYS": [SECRET]}, "SCS_ENCRYPT must be True"),
+    ],
+)
+def test_encryption_settings_are_checked_at_set_up(
+    redis_client: redis.Redis, config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        build_flask_app(redis_client, **config)
+
+
+def test_one_secret_may_be_given_without_a_list(redis_client: redis.Redis) -> None:
+    app = build_flask_app(redis_client, SCS_ENCRYPT=True, SCS_ENCRYPTION_KEYS=SECRET)
+    assert app.session_interface.engine.sealer.has_secret  # type: ignore[attr-defined]
+
+
+def test_without_cryptography_set_up_says_what_to_install() -> None:
+    program = (
+        "import sys; sys.modules['cryptography'] = None\n"
+        "from flask import Flask\n"
+        "from flask_scs_redis import RedisSessions\n"
+        "app = Flask('x')\n"
+        "app.config.update(SCS_ENCRYPT=True, SCS_USER_KEY=None, SCS_REDIS_URL='redis://127.0.0.1:1')\n"
+        "RedisSessions(app)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert result.returncode == 1
+    assert "ConfigurationError" in result.stderr
+    assert "pip install 'flask-scs-redis[encrypt]'" in result.stderr
+
+
+def test_the_middleware_takes_the_same_settings(redis_client: redis.Redis) -> None:
+    from views import build_wsgi_app
+
+    with pytest.raises(ConfigurationError, match="encryption_keys"):
+        build_wsgi_app(redis_client, encrypt=True)
+    with pytest.raises(ConfigurationError, match="encryption_keys is set but encrypt"):
+        build_wsgi_app(redis_client, encryption_keys=[SECRET])
+    middleware = build_wsgi_app(redis_client, **ENCRYPTED)
+    assert middleware.engine.sealer is not None
+    assert middleware.admin().count() == 0
+
+
+def test_a_record_header_stays_readable_without_the_token(redis_client: redis.Redis) -> None:
+    # What the admin reads: every field but the values, in the clear.
+    sealer, token = Sealer([SECRET.encode()]), new_token()
+    blob, _ = pack_record(Record(2, 10**13, 5, encode({"a": 1}), 6, "Chrome"), sealer, token)
+    fields = msgpack.unpackb(blob)
+    assert fields[:4] == [1, 2, 10**13, 5] and fields[5:] == [6, "Chrome"]
+    assert fields[4][:1] == SEALED
