@@ -12,10 +12,13 @@ throwaway Redis (or ``SCS_REDIS_URL``), with two scenarios:
   session that was not purged may be lost.
 
 No response may be a 5xx; 503s (a declared store outage) are counted apart.
+With ``--encrypt`` the sessions are encrypted at rest; the race then finds
+live sessions by every token its clients were given, as only a token opens
+a record.
 
     .venv/bin/python benchmarks/load_test.py [--scenario shared|race|both]
         [--adapter flask|wsgi|both] [--clients 32] [--requests 50] [--sessions 4]
-        [--rounds 50] [--users 4] [--clients-per-user 3]
+        [--rounds 50] [--users 4] [--clients-per-user 3] [--encrypt]
 
 Exit status 0 means no key was lost, no session survived and no request failed.
 """
@@ -42,11 +45,18 @@ from flask import Flask, session
 from werkzeug.wrappers import Request, Response
 
 from flask_scs_redis import RedisSessions, RedisStore, Session, SessionAdmin, SessionMiddleware
+from flask_scs_redis.clock import now_ms
+from flask_scs_redis.record import read_record
+from flask_scs_redis.sealing import Sealer
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.testing.serving import gunicorn
 
 #: The session value naming the logged-in user (Flask-Login's), which sessions are indexed by.
 USER_KEY = "_user_id"
+#: The server secret of ``--encrypt`` runs (set in the server's environment as SCS_LOADTEST_KEY).
+ENCRYPTION_KEY = "load-test-secret-0123456789abcdef"
+#: Every token a race client was given, for finding sealed sessions.
+ISSUED_TOKENS: set[str] = set()
 
 
 def race_step(action: str, session: Session) -> str:
@@ -81,9 +91,12 @@ def create_app(adapter: str = "flask") -> Any:
     runs :func:`race_step`.
     """
     redis_url = os.environ["SCS_REDIS_URL"]
+    secret = os.environ.get("SCS_LOADTEST_KEY")
+    keys = [secret] if secret else []
     if adapter == "flask":
         app = Flask(__name__)
         app.config["SCS_REDIS_URL"] = redis_url
+        app.config.update(SCS_ENCRYPT=bool(keys), SCS_ENCRYPTION_KEYS=keys)
         RedisSessions(app)
 
         @app.get("/add/<key>")
@@ -113,7 +126,10 @@ def create_app(adapter: str = "flask") -> Any:
             response = Response(json.dumps(sorted(values.keys())))
         return response(environ, start_response)
 
-    return SessionMiddleware(wsgi_app, RedisStore.from_url(redis_url), cookie_persist=False)
+    store = RedisStore.from_url(redis_url)
+    return SessionMiddleware(
+        wsgi_app, store, cookie_persist=False, encrypt=bool(keys), encryption_keys=keys
+    )
 
 
 @dataclass
@@ -138,12 +154,17 @@ class Report:
 
 
 @contextmanager
-def serve(redis_url: str, adapter: str, *, server_log: Any = None) -> Iterator[int]:
+def serve(
+    redis_url: str, adapter: str, *, server_log: Any = None, encrypt: bool = False
+) -> Iterator[int]:
     """Serve :func:`create_app` with gunicorn, 2 workers of 8 threads; yield the port."""
+    env = {"SCS_REDIS_URL": redis_url}
+    if encrypt:
+        env["SCS_LOADTEST_KEY"] = ENCRYPTION_KEY
     with gunicorn(
         f"load_test:create_app('{adapter}')",
         pythonpath=str(Path(__file__).parent),
-        env={"SCS_REDIS_URL": redis_url},
+        env=env,
         threads=8,
         probe="/keys",
         server_log=server_log,
@@ -386,6 +407,7 @@ class _RaceClient:
             return None
         if new_token is not None:  # "" when the cookie is dropped
             self.token = new_token or None
+            ISSUED_TOKENS.add(new_token)
         if status == 503:
             self.counts["outages"] += 1
         elif status >= 500:
@@ -393,18 +415,35 @@ class _RaceClient:
         return json.loads(body) if status == 200 else None
 
 
+def _opened_sessions(admin: SessionAdmin) -> Iterator[tuple[str, dict[Any, Any]]]:
+    """Each live session's id and values: sealed ones opened by the tokens clients were given."""
+    for info, values in admin.iter_sessions():
+        if not info.sealed:
+            yield info.id, values
+    sealer = admin.users.sealer
+    tokens = [token for token in ISSUED_TOKENS if token]
+    keys = [admin.store.key_for(token) for token in tokens]
+    for token, key, (blob, _) in zip(tokens, keys, admin.store.fetch(keys)):
+        if blob is not None and sealer is not None:
+            record, values = read_record(blob, sealer, token)
+            if record.sealed and values and record.deadline_ms > now_ms():
+                yield admin.store.keys.public_id(key), values
+
+
 def _live_sessions(
     admin: SessionAdmin, users: list[str]
 ) -> tuple[dict[str, dict[str, dict[Any, Any]]], dict[str, set[str]]]:
     """Each user's live sessions by id, from a scan and the index; and the ids each index lists."""
     live: dict[str, dict[str, dict[Any, Any]]] = {user: {} for user in users}
-    for info, values in admin.iter_sessions():
+    for session_id, values in _opened_sessions(admin):
         if values.get(USER_KEY) in live:
-            live[values[USER_KEY]][info.id] = values
+            live[values[USER_KEY]][session_id] = values
     listed = {user: {info.id for info in admin.user_sessions(user)} for user in users}
     for user in users:
         for session_id in listed[user] - live[user].keys():  # written since the scan passed
             found = admin.get(session_id)
+            if found is not None and found[0].sealed:  # opened by the scan, if live
+                continue
             if found is not None and found[1].get(USER_KEY) == user:
                 live[user][session_id] = found[1]
     return live, listed
@@ -419,6 +458,7 @@ def race(
     clients_per_user: int,
     adapter: str,
     purge_within: float = 0.02,
+    encrypt: bool = False,
 ) -> RaceReport:
     """Race renewals, logins and writes against "log out everywhere", ``rounds`` times.
 
@@ -432,7 +472,8 @@ def race(
     is a survivor. A login to the user that was in flight when the purge began
     may land after it, so its session is counted apart, as a late login.
     """
-    admin = SessionAdmin(RedisStore.from_url(redis_url))
+    sealer = Sealer([ENCRYPTION_KEY.encode()]) if encrypt else None
+    admin = SessionAdmin(RedisStore.from_url(redis_url), sealer=sealer)
     names = [f"{adapter}-user{number}" for number in range(users)]
     guest = f"{adapter}-guest"
     clients = [
@@ -509,6 +550,7 @@ def main() -> int:
     racing.add_argument("--rounds", type=int, default=50)
     racing.add_argument("--users", type=int, default=4)
     racing.add_argument("--clients-per-user", type=int, default=3)
+    parser.add_argument("--encrypt", action="store_true", help="encrypt sessions at rest")
     parser.add_argument("--server-log", type=argparse.FileType("a"), help="gunicorn's error log")
     arguments = parser.parse_args()
     adapters = ["flask", "wsgi"] if arguments.adapter == "both" else [arguments.adapter]
@@ -517,7 +559,9 @@ def main() -> int:
     with ExitStack() as stack:
         redis_url = os.environ.get("SCS_REDIS_URL") or stack.enter_context(RedisServer()).url
         for adapter in adapters:
-            with serve(redis_url, adapter, server_log=arguments.server_log) as port:
+            with serve(
+                redis_url, adapter, server_log=arguments.server_log, encrypt=arguments.encrypt
+            ) as port:
                 if "shared" in scenarios:
                     reports.append(
                         load(
@@ -537,6 +581,7 @@ def main() -> int:
                             users=arguments.users,
                             clients_per_user=arguments.clients_per_user,
                             adapter=adapter,
+                            encrypt=arguments.encrypt,
                         )
                     )
     for report in reports:
