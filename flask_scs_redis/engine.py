@@ -66,9 +66,8 @@ class SessionEngine:
     turns the per-user index off). Sessions holding it are indexed under
     that user; with ``renew_on_login`` a change of its value renews the
     token; ``max_sessions_per_user`` destroys a user's oldest sessions past
-    that many. Every argument is checked as :class:`~.options.Options` checks it.
-
-    A ``sealer`` encrypts the values at rest (see :mod:`.sealing`).
+    that many. A ``sealer`` encrypts the values at rest (see :mod:`.sealing`).
+    Every argument is checked as :class:`~.options.Options` checks it.
 
     .. versionchanged:: 0.1
         ``max_attempts`` is now ``min_attempts``, as it is a least number.
@@ -100,7 +99,7 @@ class SessionEngine:
             "max_sessions_per_user", max_sessions_per_user
         )
         if sealer is not None:
-            sealer.check_naming(self.user_key)
+            sealer.check_use(store.hash_tokens, self.user_key)
         #: What seals the values at rest, or None.
         self.sealer = sealer
         #: The per-user index of this engine's sessions.
@@ -273,7 +272,8 @@ class SessionEngine:
         renewed = state.status is Status.RENEWED
         deadline_ms = now_ms() + state.span_ms if renewed else state.deadline_ms
         try:
-            entry = self.users.enter(before, (user, key), deadline_ms, rescore=state.expiry_set)
+            rescore = state.expiry_set or (self.sealer is not None and not state.sealed)  # reseal
+            entry = self.users.enter(before, (user, key), deadline_ms, rescore=rescore)
         except Purged:
             assert state.key is not None
             self.users.end(state.key)  # finish what the purge started

@@ -55,7 +55,8 @@ class Record(NamedTuple):
     idle_ms: int | None = None
     #: The bytes that begin the stored record, up to its revision (not stored apart).
     tag: bytes = b""
-    #: Whether the values were stored sealed (not stored apart).
+    #: Whether the values were stored sealed (not stored apart); once opened,
+    #: whether sealed as the sealer seals now (else the next save reseals them).
     sealed: bool = False
 
     def __repr__(self) -> str:
@@ -169,7 +170,8 @@ def open_record(record: Record, sealer: Sealer | None, token: str | None) -> Rec
     if token is None:
         raise CorruptRecordError("sealed session values, and no token to open them")
     try:
-        return record._replace(values=sealer.open(token, record.values, _metadata(record)))
+        values = sealer.open(token, record.values, _metadata(record))
+        return record._replace(values=values, sealed=sealer.seals_now(record.values))
     except SealError as exc:
         raise CorruptRecordError(str(exc)) from None
 

@@ -107,7 +107,8 @@ class Sealer:
     :raises ConfigurationError: the ``cryptography`` package is not installed.
     """
 
-    def __init__(self, secrets: Sequence[bytes] = ()) -> None:
+    def __init__(self, secrets: Sequence[str | bytes] = ()) -> None:
+        checked = secrets_from("secrets", list(secrets))
         try:
             from cryptography.hazmat.primitives import hashes
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -119,12 +120,12 @@ class Sealer:
             ) from None
         self._aead, self._hkdf, self._sha256 = AESGCM, HKDF, hashes.SHA256
         #: Each secret by its key id, the sealing one first; None stands for no secret.
-        self._secrets: dict[bytes, bytes | None] = {_key_id(s): s for s in secrets} or {
+        self._secrets: dict[bytes, bytes | None] = {_key_id(s): s for s in checked} or {
             _NO_SECRET_ID: None
         }
         self._sealing_id = next(iter(self._secrets))
         #: Whether a server secret is mixed in, which naming users needs.
-        self.has_secret = bool(secrets)
+        self.has_secret = bool(checked)
 
     def __repr__(self) -> str:
         return f"Sealer(secrets={len(self._secrets) if self.has_secret else 0})"
@@ -163,11 +164,23 @@ class Sealer:
         except Exception:  # InvalidTag; nothing of the data is in it
             raise SealError("sealed values failed authentication") from None
 
-    def check_naming(self, user_key: str | None) -> None:
-        """Refuse a per-user index (values at ``user_key``) where no secret can name users.
+    def seals_now(self, sealed: bytes) -> bool:
+        """Tell whether ``sealed`` was sealed as :meth:`seal` seals now: with the first secret."""
+        return sealed[2:_HEADER_LENGTH] == self._sealing_id
 
-        :raises ConfigurationError: there is an index and no server secret.
+    def check_use(self, hash_tokens: bool, user_key: str | None) -> None:
+        """Refuse a store that would undo the sealing.
+
+        :raises ConfigurationError: tokens are stored in the clear (no
+            ``hash_tokens``), which would give a dump the key to every
+            session; or there is a per-user index (values at ``user_key``)
+            and no server secret to name users with.
         """
+        if not hash_tokens:
+            raise ConfigurationError(
+                "encryption at rest needs hashed tokens: with SCS_HASH_TOKENS = False"
+                " (hash_tokens=False) each record's key holds its token, which opens it"
+            )
         if user_key is not None and not self.has_secret:
             raise ConfigurationError(
                 "encryption at rest with the per-user index needs a server secret: without"

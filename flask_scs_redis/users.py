@@ -162,6 +162,11 @@ class UserIndex:
         if others is not None:
             return others, None
         held_in = None if requires is None else self.indexes.holding(user, requires)
+        if requires == session_id and held_in is None:
+            # Re-scoring a session found under no name: index it. The record
+            # keeps its key, so a purge that took the entry deletes it anyway,
+            # or its compare-and-set finds it gone.
+            return self._join(user, session_id, deadline_ms, requires=None)
         if requires is None or held_in is None:
             raise Purged(user)
         return self._join(user, session_id, deadline_ms, requires=None)[0], (held_in, requires)

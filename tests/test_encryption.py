@@ -253,6 +253,32 @@ def test_sealed_values_open_only_with_their_token_and_a_listed_secret() -> None:
         Sealer([SECRET.encode()]).open(token, sealed, b"other meta")
 
 
+def attempt_to_open(token: str, sealed: bytes, metadata: bytes, salt: bytes | None) -> bytes:
+    """Open sealed values as a thief would, from the token and a guessed secret, by the spec."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    info = b"flask-scs-redis/1 session values"
+    key = HKDF(hashes.SHA256(), 32, salt, info).derive(token.encode())
+    aad = b"flask-scs-redis/1 record\0" + sealed[:6] + metadata
+    return AESGCM(key).decrypt(sealed[6:18], sealed[18:], aad)
+
+
+def test_a_stolen_cookie_and_a_dump_open_nothing_without_the_server_secret() -> None:
+    from cryptography.exceptions import InvalidTag
+
+    token = new_token()
+    sealed = Sealer([SECRET.encode()]).seal(token, b"\x81\xa1k\xa1v", b"meta")
+    assert attempt_to_open(token, sealed, b"meta", SECRET.encode()) == b"\x81\xa1k\xa1v"
+    for guess in [None, b"", OTHER_SECRET.encode(), token.encode()]:
+        with pytest.raises(InvalidTag):
+            attempt_to_open(token, sealed, b"meta", guess)
+    relabelled = sealed[:2] + b"\0\0\0\0" + sealed[6:]  # as if sealed without a secret
+    with pytest.raises(SealError):
+        Sealer().open(token, relabelled, b"meta")
+
+
 def test_each_seal_draws_a_new_nonce() -> None:
     sealer, token = Sealer([SECRET.encode()]), new_token()
     nonces = {sealer.seal(token, b"\x80", b"")[6:18] for _ in range(1000)}
@@ -299,6 +325,19 @@ def test_switching_on_keeps_every_session_and_seals_it_at_its_next_request(
     with count() as counter:
         sealing.get("/read")
     assert counter.by_command == {"evalsha": 1}  # sealed now: a read is a read again
+
+
+def test_switching_on_with_the_index_keeps_sessions_that_no_index_listed(
+    make_client: MakeClient, redis_client: redis.Redis, adapter: str
+) -> None:
+    plain = make_client(user_key=None)  # the index is switched on with encryption
+    plain.get(f"/set?key=_user_id&value={USER}")
+    sealing = make_client(**ENCRYPTED)
+    sealing.set_cookie("session", cookie_token(plain) or "")
+    assert sealing.get("/read").status_code == 200
+    assert sealing.get("/incr").get_data() == b"1"  # not logged out by the resealing
+    assert stored_record(redis_client, sealing).sealed
+    assert len(redis_client.keys("*:user")) == 1  # and indexed now, under the keyed name
 
 
 def test_switching_off_starts_sealed_sessions_over(
