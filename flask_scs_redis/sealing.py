@@ -28,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,6 +93,18 @@ def _key_id(secret: bytes | None) -> bytes:
     return hmac.new(secret, _KEY_ID_LABEL, hashlib.sha256).digest()[:4]
 
 
+class _LastKey(threading.local):
+    """The key a thread derived last, so a save after a load derives it once.
+
+    One a thread, replaced at its next request: a key a request used
+    outlives it only until the thread serves another.
+    """
+
+    token = ""
+    key_id = b""
+    aead: Any = None
+
+
 def _digest_text(digest: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
@@ -124,21 +137,29 @@ class Sealer:
             _NO_SECRET_ID: None
         }
         self._sealing_id = next(iter(self._secrets))
+        self._last = _LastKey()
         #: Whether a server secret is mixed in, which naming users needs.
         self.has_secret = bool(checked)
 
     def __repr__(self) -> str:
         return f"Sealer(secrets={len(self._secrets) if self.has_secret else 0})"
 
-    def _key(self, token: str, secret: bytes | None) -> Any:
-        derived = self._hkdf(algorithm=self._sha256(), length=32, salt=secret, info=_VALUES_LABEL)
-        return self._aead(derived.derive(token.encode("ascii")))
+    def _key(self, token: str, key_id: bytes) -> Any:
+        """The cipher of ``token``'s values under the secret ``key_id`` names."""
+        last = self._last
+        if last.token != token or last.key_id != key_id:
+            derived = self._hkdf(
+                algorithm=self._sha256(), length=32, salt=self._secrets[key_id], info=_VALUES_LABEL
+            )
+            last.aead = self._aead(derived.derive(token.encode("ascii")))
+            last.token, last.key_id = token, key_id
+        return last.aead
 
     def seal(self, token: str, values: bytes, metadata: bytes) -> bytes:
         """Seal ``values`` for ``token``, authenticating ``metadata`` with them."""
         header = SEALED + _VERSION + self._sealing_id
         nonce = os.urandom(_NONCE_LENGTH)
-        aead = self._key(token, self._secrets[self._sealing_id])
+        aead = self._key(token, self._sealing_id)
         sealed = aead.encrypt(nonce, values, _RECORD_LABEL + header + metadata)
         return header + nonce + bytes(sealed)
 
@@ -157,7 +178,7 @@ class Sealer:
         key_id = header[2:]
         if key_id not in self._secrets:
             raise SealError("sealed with a secret that is not listed")
-        aead = self._key(token, self._secrets[key_id])
+        aead = self._key(token, key_id)
         sealed_values = sealed[_HEADER_LENGTH + _NONCE_LENGTH :]
         try:
             return bytes(aead.decrypt(nonce, sealed_values, _RECORD_LABEL + header + metadata))

@@ -217,5 +217,8 @@ class Writer:
         blob, tag = pack_record(record, self.sealer, token)
         if len(blob) > self.max_size:
             raise SessionTooLargeError(len(blob), self.max_size)
-        written = state.stored(record, tag, token=token, key=key, now_ms=now, user=state.user)
+        sealed = self.sealer is not None and encoded != codec.EMPTY  # as pack_record seals
+        written = state.stored(
+            record._replace(sealed=sealed), tag, token=token, key=key, now_ms=now, user=state.user
+        )
         return blob, written
