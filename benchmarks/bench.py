@@ -2,7 +2,10 @@
 
 Contenders: Flask's signed-cookie sessions (no Redis: the in-process
 baseline), Flask-Session 0.8 on Redis, this project's Flask extension, and
-this project's WSGI middleware on a bare WSGI app.
+this project's WSGI middleware on a bare WSGI app. Each of this project's two
+adapters also runs with encryption at rest on, beside the same adapter with it
+off, in the read and write scenarios' turns. The in-process runs pin this
+process and Redis to one CPU where the OS allows it.
 
     .venv/bin/python benchmarks/bench.py [--requests 3000] [--json bench-results.json]
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import gc
 import hashlib
 import json
@@ -28,7 +32,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +42,7 @@ from flask import Flask, session
 from werkzeug.test import EnvironBuilder
 
 from flask_scs_redis import RedisSessions, RedisStore, SessionAdmin, SessionMiddleware
-from flask_scs_redis.record import Record, pack_record
+from flask_scs_redis.record import Record, pack_record, unpack_record
 from flask_scs_redis.testing import CommandCounter, RedisServer
 from flask_scs_redis.testing.serving import gunicorn
 
@@ -46,16 +51,27 @@ SCENARIOS = ["none", "read", "write", "new", "idle-read", "mixed"]
 # The fewest Redis round trips each scenario can cost.
 FLOOR_ROUND_TRIPS = {"none": 0, "read": 1, "write": 2, "new": 1, "idle-read": 1, "mixed": 1.0}
 MIXED = ["/read"] * 60 + ["/none"] * 20 + ["/write"] * 20
+# Encryption at rest on: each such contender beside the adapter it encrypts.
+ENCRYPTED = {"scs+enc": "scs", "scs-wsgi+enc": "scs-wsgi"}
+ENCRYPTED_SCENARIOS = ["read", "write"]
+ENCRYPTION_KEY = "benchmark-encryption-key-of-32-bytes-or-more"
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 
 def create_app(contender: str, idle: bool = False) -> WSGIApp:
     """The app a contender serves; Redis is at ``BENCH_REDIS_URL``."""
     redis_url = os.environ["BENCH_REDIS_URL"]
+    encrypt = contender in ENCRYPTED
+    contender, enc = ENCRYPTED.get(contender, contender), "-enc" if encrypt else ""
     if contender == "scs-wsgi":
-        store = RedisStore.from_url(redis_url, prefix="bench:wsgi:")
+        store = RedisStore.from_url(redis_url, prefix=f"bench:wsgi{enc}:")
         return SessionMiddleware(
-            _bare_app, store, cookie_persist=False, idle_timeout=1800 if idle else None
+            _bare_app,
+            store,
+            cookie_persist=False,
+            idle_timeout=1800 if idle else None,
+            encrypt=encrypt,
+            encryption_keys=[ENCRYPTION_KEY] if encrypt else [],
         )
     app = Flask(__name__)
     app.config["SECRET_KEY"] = "benchmark"
@@ -70,7 +86,9 @@ def create_app(contender: str, idle: bool = False) -> WSGIApp:
         )
         FlaskSession(app)
     elif contender == "scs":
-        app.config.update(SCS_REDIS_URL=redis_url, SCS_KEY_PREFIX="bench:scs:")
+        app.config.update(SCS_REDIS_URL=redis_url, SCS_KEY_PREFIX=f"bench:scs{enc}:")
+        if encrypt:
+            app.config.update(SCS_ENCRYPT=True, SCS_ENCRYPTION_KEYS=[ENCRYPTION_KEY])
         if idle:
             app.config["SCS_IDLE_TIMEOUT"] = 1800
         RedisSessions(app)
@@ -136,6 +154,13 @@ def session_cookie(app: WSGIApp) -> str:
     raise RuntimeError("the app set no session cookie")
 
 
+def all_sealed(client: redis.Redis, prefix: str) -> bool:
+    """Whether there are session records under ``prefix``, and every one holds its values sealed."""
+    keys = RedisStore(client, prefix=prefix).keys
+    blobs = [client.get(key) for key in client.scan_iter(match=keys.record_pattern)]
+    return bool(blobs) and all(isinstance(b, bytes) and unpack_record(b).sealed for b in blobs)
+
+
 def time_requests(app: WSGIApp, environs: list[dict[str, Any]], count: int) -> list[float]:
     """Microseconds of ``count`` requests, cycling through ``environs``."""
     timings = []
@@ -193,9 +218,12 @@ def scenario_environs(scenario: str, cookie: str) -> list[dict[str, Any]]:
 
 
 def in_process(client: redis.Redis, requests: int) -> dict[str, Any]:
-    apps = {c: (create_app(c), create_app(c, idle=True)) for c in CONTENDERS}
-    cookies = {c: session_cookie(apps[c][0]) for c in CONTENDERS}
-    results: dict[str, Any] = {c: {} for c in CONTENDERS}
+    names = CONTENDERS + list(ENCRYPTED)
+    apps = {c: (create_app(c), create_app(c, idle=True)) for c in names}
+    cookies = {c: session_cookie(apps[c][0]) for c in names}
+    for prefix in ("bench:scs-enc:", "bench:wsgi-enc:"):
+        assert all_sealed(client, prefix), f"encryption at rest is not on under {prefix}"
+    results: dict[str, Any] = {c: {} for c in names}
     results["redis-get"] = {}
     client.set("bench:rtt", b"x" * 100)
 
@@ -204,12 +232,13 @@ def in_process(client: redis.Redis, requests: int) -> dict[str, Any]:
         return []
 
     for scenario in SCENARIOS:
+        timed = names if scenario in ENCRYPTED_SCENARIOS else CONTENDERS
         runs = {
             c: (
                 apps[c][1 if scenario == "idle-read" else 0],
                 scenario_environs(scenario, cookies[c]),
             )
-            for c in CONTENDERS
+            for c in timed
         }
         # The floor's unit, a redis-py GET, timed in the same turns as the contenders:
         # a GET alone in a tight loop runs faster than one amid a request.
@@ -241,6 +270,22 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             ),
             "scs_wsgi_vs_floor": round(results["scs-wsgi"][scenario]["median_us"] / floor, 2),
         }
+    return table
+
+
+def encryption_ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """Each adapter with encryption at rest on over the same adapter with it off."""
+    table: dict[str, Any] = {}
+    for encrypted, adapter in ENCRYPTED.items():
+        table[adapter] = {}
+        for scenario in ENCRYPTED_SCENARIOS:
+            off, on = results[adapter][scenario], results[encrypted][scenario]
+            table[adapter][scenario] = {
+                "off_us": off["median_us"],
+                "on_us": on["median_us"],
+                "on_over_off": round(on["median_us"] / off["median_us"], 2),
+                "added_us": round(on["median_us"] - off["median_us"], 1),
+            }
     return table
 
 
@@ -362,15 +407,14 @@ def scale(client: redis.Redis, requests: int, largest: int) -> dict[str, Any]:
 
 def print_table(report: dict[str, Any]) -> None:
     results, table = report["in_process"], report["ratios"]
-    print(f"\nIn process (app.wsgi_app called directly), {report['requests']} requests each")
+    pinned = "; this process and Redis on one CPU" if report.get("pinned_to_one_cpu") else ""
+    print(
+        f"\nIn process (app.wsgi_app called directly), {report['requests']} requests each{pinned}"
+    )
     header = f"{'scenario':<10}" + "".join(f"{c:>22}" for c in CONTENDERS)
     print(header + f"{'GET':>7}{'floor':>8}{'scs/floor':>11}{'fs/scs':>8}")
     for scenario in SCENARIOS:
-        cells = "".join(
-            f"{results[c][scenario]['median_us']:>9.1f} µs {results[c][scenario]['p99_us']:>5.0f} "
-            f"{results[c][scenario]['commands']:>4g}c"
-            for c in CONTENDERS
-        )
+        cells = "".join(_cell(results[c][scenario]) for c in CONTENDERS)
         ratio = table[scenario]
         print(
             f"{scenario:<10}{cells}{ratio['redis_get_us']:>7.0f}{ratio['floor_us']:>8.0f}"
@@ -379,6 +423,16 @@ def print_table(report: dict[str, Any]) -> None:
         )
     print("(each cell: median µs, p99 µs, Redis commands per request; GET: one redis-py GET,")
     print(" timed in the same turns; floor: the cookie baseline plus the fewest GETs)")
+    print("\nEncryption at rest, on beside off, timed in the same turns as the cells above:")
+    print(f"{'adapter':<10}{'scenario':<10}{'off':>22}{'on':>22}{'on/off':>8}{'added':>10}")
+    for encrypted, adapter in ENCRYPTED.items():
+        for scenario in ENCRYPTED_SCENARIOS:
+            cells = "".join(_cell(results[c][scenario]) for c in (adapter, encrypted))
+            ratio = report["encryption"][adapter][scenario]
+            print(
+                f"{adapter:<10}{scenario:<10}{cells}{ratio['on_over_off']:>7.2f}x"
+                f"{ratio['added_us']:>7.1f} µs"
+            )
     print("\nEnd to end, mixed, gunicorn with 2 workers:")
     for contender, entry in report["end_to_end"].items():
         print(
@@ -387,6 +441,11 @@ def print_table(report: dict[str, Any]) -> None:
     print("\nScale:")
     for name, value in report["scale"].items():
         print(f"  {name:<28}{value}")
+
+
+def _cell(entry: dict[str, Any]) -> str:
+    """A table cell: median µs, p99 µs, Redis commands per request."""
+    return f"{entry['median_us']:>9.1f} µs {entry['p99_us']:>5.0f} {entry['commands']:>4g}c"
 
 
 def main() -> int:
@@ -410,14 +469,45 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "requests": arguments.requests,
         }
-        report["in_process"] = in_process(client, arguments.requests)
-        report["ratios"] = ratios(report["in_process"])
+        with one_cpu(server.pid) as pinned:
+            report["pinned_to_one_cpu"] = pinned
+            report["in_process"] = in_process(client, arguments.requests)
+            report["ratios"] = ratios(report["in_process"])
+            report["encryption"] = encryption_ratios(report["in_process"])
+            report["scale"] = scale(client, arguments.requests, arguments.largest)
         report["end_to_end"] = end_to_end(redis_url, arguments.seconds)
-        report["scale"] = scale(client, arguments.requests, arguments.largest)
     print_table(report)
     Path(arguments.json).write_text(json.dumps(report, indent=2))
     print(f"\nwrote {arguments.json}")
     return 0
+
+
+@contextmanager
+def one_cpu(redis_pid: int | None) -> Iterator[bool]:
+    """Pin this process and Redis to one CPU, and yield whether that could be done.
+
+    A round trip between two CPUs adds a wake-up of the other CPU at random
+    (some 45 µs on the 2-core development machine); on one CPU every round
+    trip pays the same. The end-to-end runs, with their several workers, are
+    not pinned.
+    """
+    if not hasattr(os, "sched_setaffinity") or redis_pid is None:
+        yield False
+        return
+    mine, theirs = os.sched_getaffinity(0), os.sched_getaffinity(redis_pid)
+    cpu = {min(mine & theirs or mine)}
+    try:
+        os.sched_setaffinity(0, cpu)
+        os.sched_setaffinity(redis_pid, cpu)
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.sched_setaffinity(0, mine)
+        with contextlib.suppress(OSError):  # Redis may be gone already
+            os.sched_setaffinity(redis_pid, theirs)
 
 
 def _commit() -> str:

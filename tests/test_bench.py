@@ -45,3 +45,10 @@ def test_the_anchors_behave_as_the_benchmark_assumes(results: dict[str, Any]) ->
     assert results["flask-session"]["none"]["commands"] == 2
     assert results["flask-session"]["read"]["commands"] == 2
     assert os.environ["BENCH_REDIS_URL"]
+
+
+def test_encryption_at_rest_costs_no_command(results: dict[str, Any]) -> None:
+    for encrypted, adapter in (("scs+enc", "scs"), ("scs-wsgi+enc", "scs-wsgi")):
+        for scenario in ("read", "write"):
+            on, off = results[encrypted][scenario], results[adapter][scenario]
+            assert on["commands"] == off["commands"], (encrypted, scenario)
