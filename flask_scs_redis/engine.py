@@ -117,7 +117,7 @@ class SessionEngine:
             user_key=options.user_key,
             renew_on_login=options.renew_on_login,
             max_sessions_per_user=options.max_sessions_per_user,
-            sealer=Sealer(options.encryption_keys) if options.encrypt else None,
+            sealer=Sealer.configured(options.encryption_keys, encrypt=options.encrypt),
         )
 
     def open(
@@ -272,7 +272,7 @@ class SessionEngine:
         renewed = state.status is Status.RENEWED
         deadline_ms = now_ms() + state.span_ms if renewed else state.deadline_ms
         try:
-            rescore = state.expiry_set or (self.sealer is not None and not state.sealed)  # reseal
+            rescore = state.expiry_set or state.rewrite  # a rewrite re-enters the current name
             entry = self.users.enter(before, (user, key), deadline_ms, rescore=rescore)
         except Purged:
             assert state.key is not None

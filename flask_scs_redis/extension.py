@@ -18,7 +18,7 @@ from .engine import SessionEngine
 from .errors import ConfigurationError, SessionStoreUnavailable
 from .flask_interface import RedisSessionInterface
 from .login import FlaskLogin
-from .options import CONFIG_KEYS, ConfigurationWarning, Options, check
+from .options import CONFIG_KEYS, ConfigurationWarning, Options, check, opening_only
 from .session import Session
 from .store import RedisStore
 
@@ -84,6 +84,9 @@ class RedisSessions:
         """
         _warn_about_unread_keys(app.config)
         options = Options.from_config(app.config)
+        opening = opening_only(options, "SCS_ENCRYPTION_KEYS", "SCS_ENCRYPT")
+        if opening is not None:
+            _warn(opening)
         if "flask-session" in options.migrate_from:
             _check_apart_from_flask_session(options.prefix, app.config)
         interface = self.interface_class(

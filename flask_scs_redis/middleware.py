@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from .cookies import (
 )
 from .engine import SessionEngine
 from .errors import ConfigurationError, SessionError, SessionStoreUnavailable
-from .options import DEFAULT_LIFETIME, Options
+from .options import DEFAULT_LIFETIME, ConfigurationWarning, Options, opening_only
 from .outages import BODY, STATUS, log_outage, outage_headers
 from .session import Session
 from .state import Outcome
@@ -80,7 +81,8 @@ class SessionMiddleware:
         ``"_user_id"``, True, None. Administer it with :meth:`admin`.
     ``encrypt``, ``encryption_keys``
         Encryption at rest, as ``SCS_ENCRYPT`` and ``SCS_ENCRYPTION_KEYS``:
-        False, no server secrets. It needs ``flask-scs-redis[encrypt]``.
+        False, no server secrets; keys without ``encrypt`` only open what
+        is sealed. It needs ``flask-scs-redis[encrypt]``.
 
     To change a cookie rule, override :meth:`should_set_cookie` or
     :meth:`get_expiration_time` in a subclass; :attr:`session_class` names
@@ -147,6 +149,9 @@ class SessionMiddleware:
             encryption_keys=encryption_keys,
         )
         self.engine = SessionEngine.from_options(store, self.options)
+        opening = opening_only(self.options, "encryption_keys", "encrypt")
+        if opening is not None:
+            warnings.warn(opening, ConfigurationWarning, stacklevel=2)
         #: Seconds a client is asked to wait when the store is down; None lets
         #: :class:`SessionStoreUnavailable` propagate to the WSGI server instead.
         self.retry_after: int | None = (

@@ -215,7 +215,8 @@ class Options:
     migrate_from: tuple[str, ...] = _option((), _sources, "SCS_MIGRATE_FROM")
     #: Encryption at rest (see :mod:`.sealing`); it needs the ``cryptography`` package.
     encrypt: bool = _option(False, flag, "SCS_ENCRYPT")
-    #: The server secrets mixed into encryption at rest: the first seals, all open.
+    #: The server secrets mixed into encryption at rest: the first seals, all
+    #: open. Without ``encrypt`` they only open (see :mod:`.sealing`).
     encryption_keys: tuple[bytes, ...] = _option((), secrets_from, "SCS_ENCRYPTION_KEYS")
 
     # Outages, as the Flask extension answers them.
@@ -299,11 +300,6 @@ class Options:
             raise ConfigurationError(
                 f"{label('cookie_partitioned')}=True needs {label('cookie_secure')}=True"
             )
-        if options.encryption_keys and not options.encrypt:
-            raise ConfigurationError(
-                f"{label('encryption_keys')} is set but {label('encrypt')} is not True:"
-                " set both to encrypt sessions at rest, or neither"
-            )
         if options.cookie_samesite == "None" and not options.cookie_secure:
             raise ConfigurationError(
                 f"{label('cookie_samesite')}='None' needs {label('cookie_secure')}=True;"
@@ -321,6 +317,20 @@ def check(name: str, value: Any) -> Any:
     :raises ConfigurationError: it is not valid.
     """
     return _FIELDS[name].metadata["check"](name, value)
+
+
+def opening_only(options: Options, keys: str, encrypt: str) -> str | None:
+    """Say so if ``options`` list secrets without encrypting: sealed sessions open, none seal.
+
+    ``keys`` and ``encrypt`` name the two settings as the caller spells them.
+    """
+    if not options.encryption_keys or options.encrypt:
+        return None
+    return (
+        f"{keys} is set and {encrypt} is not True: sealed sessions are opened, but each"
+        " write stores its session in the clear. That is the step for switching encryption"
+        " on or off across several processes; see the README's Encryption at rest"
+    )
 
 
 #: The ``SCS_*`` keys of ``app.config`` that :meth:`Options.from_config` reads.

@@ -55,9 +55,11 @@ class Record(NamedTuple):
     idle_ms: int | None = None
     #: The bytes that begin the stored record, up to its revision (not stored apart).
     tag: bytes = b""
-    #: Whether the values were stored sealed (not stored apart); once opened,
-    #: whether sealed as the sealer seals now (else the next save reseals them).
+    #: Whether the values were stored sealed (not stored apart).
     sealed: bool = False
+    #: Whether a save must rewrite it though nothing changed: once opened, it
+    #: was found stored otherwise than the sealer stores now (not stored apart).
+    rewrite: bool = False
 
     def __repr__(self) -> str:
         # The values are the session's; a repr that reaches a log shows their size only.
@@ -77,7 +79,7 @@ def pack_record(
     and which the admin can then tell from a live session.
     """
     values = record.values
-    if sealer is not None and values != codec.EMPTY:
+    if sealer is not None and sealer.sealing and values != codec.EMPTY:
         values = sealer.seal(token, values, _metadata(record))
     fields: tuple[Any, ...] = (
         FORMAT_VERSION,
@@ -158,20 +160,22 @@ def open_record(record: Record, sealer: Sealer | None, token: str | None) -> Rec
     """``record`` with its values open: sealed ones opened for ``token``, others as they are.
 
     Values stored open are taken as they are also with a ``sealer``, so
-    encryption can be switched on over a live store.
+    encryption can be switched on over a live store. The record answered
+    says whether a save must rewrite it (:attr:`Record.rewrite`).
 
     :raises CorruptRecordError: the values are sealed and cannot be opened
         here: no sealer or no token, another token's, or tampered with.
     """
+    rewrite = sealer is not None and not sealer.stores_as_now(record.values)
     if not record.sealed:
-        return record
+        return record._replace(rewrite=rewrite)
     if sealer is None:
         raise CorruptRecordError("sealed session values, and encryption is off")
     if token is None:
         raise CorruptRecordError("sealed session values, and no token to open them")
     try:
         values = sealer.open(token, record.values, _metadata(record))
-        return record._replace(values=values, sealed=sealer.seals_now(record.values))
+        return record._replace(values=values, rewrite=rewrite)
     except SealError as exc:
         raise CorruptRecordError(str(exc)) from None
 

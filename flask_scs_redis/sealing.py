@@ -19,6 +19,10 @@ open.
 The same secrets give the users' index keys their names, as a keyed hash of
 the user, so nothing in Redis names a user that anyone could guess.
 
+A sealer that does not seal only opens: it reads what a sealing one wrote
+and writes values in the clear. Processes switch encryption on or off, or
+rotate a secret, through it one at a time without logging anyone out.
+
 .. versionadded:: 0.2
 """
 
@@ -115,12 +119,13 @@ class Sealer:
     The first secret seals and names; every one opens, so a secret can be
     rotated: put the new one first and drop the old one once the sessions it
     sealed have ended. Without secrets the token alone keys the values, and
-    users cannot be named safely (see :attr:`has_secret`).
+    users cannot be named safely (see :attr:`has_secret`). With ``seal``
+    False it only opens (see above).
 
     :raises ConfigurationError: the ``cryptography`` package is not installed.
     """
 
-    def __init__(self, secrets: Sequence[str | bytes] = ()) -> None:
+    def __init__(self, secrets: Sequence[str | bytes] = (), *, seal: bool = True) -> None:
         checked = secrets_from("secrets", list(secrets))
         try:
             from cryptography.hazmat.primitives import hashes
@@ -140,9 +145,20 @@ class Sealer:
         self._last = _LastKey()
         #: Whether a server secret is mixed in, which naming users needs.
         self.has_secret = bool(checked)
+        #: Whether values are sealed when written, or only opened when read.
+        self.sealing = seal
+
+    @classmethod
+    def configured(cls, secrets: Sequence[str | bytes], *, encrypt: bool) -> Sealer | None:
+        """The sealer of the settings ``encrypt`` and ``secrets``: None if neither is set.
+
+        With secrets but no ``encrypt``, a sealer that only opens.
+        """
+        return cls(secrets, seal=encrypt) if encrypt or secrets else None
 
     def __repr__(self) -> str:
-        return f"Sealer(secrets={len(self._secrets) if self.has_secret else 0})"
+        secrets = len(self._secrets) if self.has_secret else 0
+        return f"Sealer(secrets={secrets}, seal={self.sealing})"
 
     def _key(self, token: str, key_id: bytes) -> Any:
         """The cipher of ``token``'s values under the secret ``key_id`` names."""
@@ -185,9 +201,14 @@ class Sealer:
         except Exception:  # InvalidTag; nothing of the data is in it
             raise SealError("sealed values failed authentication") from None
 
-    def seals_now(self, sealed: bytes) -> bool:
-        """Tell whether ``sealed`` was sealed as :meth:`seal` seals now: with the first secret."""
-        return sealed[2:_HEADER_LENGTH] == self._sealing_id
+    def stores_as_now(self, values: bytes) -> bool:
+        """Tell whether stored ``values`` are as a save would store them now.
+
+        Sealed with the first secret when sealing; in the clear when only opening.
+        """
+        if not self.sealing:
+            return not is_sealed(values)
+        return is_sealed(values) and values[2:_HEADER_LENGTH] == self._sealing_id
 
     def check_use(self, hash_tokens: bool, user_key: str | None) -> None:
         """Refuse a store that would undo the sealing.
@@ -213,9 +234,9 @@ class Sealer:
     def user_names(self, user: str) -> tuple[str, ...]:
         """The names ``user``'s index has had, newest first (43 base64url characters each).
 
-        One a secret, as its keyed hash; last the unkeyed SHA-256 of the
-        user, which the index had before encryption was switched on.
-        Without secrets, that one only.
+        One a secret, as its keyed hash, and the unkeyed SHA-256 of the
+        user, which the index has without encryption: last when sealing,
+        first when only opening. Without secrets, that one only.
         """
         data = user.encode("utf-8", "surrogatepass")
         keyed = [
@@ -223,4 +244,6 @@ class Sealer:
             for secret in self._secrets.values()
             if secret is not None
         ]
+        if not self.sealing:
+            return (token_digest(user), *keyed)
         return (*keyed, token_digest(user))

@@ -96,8 +96,9 @@ class SessionState(NamedTuple):
     own_idle_ms: int | None = None
     #: Whether this request set the session's expiry, so the save writes it.
     expiry_set: bool = False
-    #: Whether the stored values are sealed (see :mod:`.sealing`).
-    sealed: bool = False
+    #: Whether the stored record must be rewritten at the next save, changed
+    #: or not: it is stored otherwise than the sealer stores now (see :mod:`.sealing`).
+    rewrite: bool = False
 
     @property
     def span_ms(self) -> int:
@@ -166,7 +167,7 @@ class SessionState(NamedTuple):
             record.lifetime_ms,
             record.idle_ms,
             False,
-            record.sealed,
+            record.rewrite,
         )
         return state._replace(expiry_ms=expiry(record.deadline_ms, now_ms, state.window_ms))
 
@@ -180,7 +181,7 @@ class SessionState(NamedTuple):
             revision=record.revision,
             tag=record.tag,
             stored_values=record.values,
-            sealed=record.sealed,
+            rewrite=record.rewrite,
             created_ms=record.created_ms,
             last_seen_ms=record.last_seen_ms,
             stored_description=record.description,

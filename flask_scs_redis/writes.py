@@ -44,7 +44,7 @@ class Writer:
 
     Each key's expiry is set by the session's deadline and idle timeout,
     which its state holds. With a ``sealer`` the values are sealed under
-    each session's token, and a record read open is sealed at its next save.
+    each session's token, and a record stored otherwise is rewritten at its next save.
     """
 
     def __init__(self, store: RedisStore, max_size: int, sealer: Sealer | None = None) -> None:
@@ -62,7 +62,7 @@ class Writer:
         encoded = encode(values)
         if state.status is Status.LOADED and state.token is not None:
             unchanged = encoded == state.stored_values and not state.expiry_set
-            unchanged = unchanged and (state.sealed or self.sealer is None)
+            unchanged = unchanged and not state.rewrite
             if unchanged and state.description == state.stored_description:
                 return Outcome.UNCHANGED, state, None
             return self._replace(state, encoded)
@@ -217,8 +217,5 @@ class Writer:
         blob, tag = pack_record(record, self.sealer, token)
         if len(blob) > self.max_size:
             raise SessionTooLargeError(len(blob), self.max_size)
-        sealed = self.sealer is not None and encoded != codec.EMPTY  # as pack_record seals
-        written = state.stored(
-            record._replace(sealed=sealed), tag, token=token, key=key, now_ms=now, user=state.user
-        )
+        written = state.stored(record, tag, token=token, key=key, now_ms=now, user=state.user)
         return blob, written

@@ -15,7 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
-from flask_scs_redis import ConfigurationError, RedisStore, SessionEngine
+from flask_scs_redis import (
+    ConfigurationError,
+    ConfigurationWarning,
+    RedisStore,
+    SessionAdmin,
+    SessionEngine,
+)
 from flask_scs_redis.codec import encode
 from flask_scs_redis.record import (
     CorruptRecordError,
@@ -340,6 +346,57 @@ def test_switching_on_with_the_index_keeps_sessions_that_no_index_listed(
     assert len(redis_client.keys("*:user")) == 1  # and indexed now, under the keyed name
 
 
+def test_keys_without_encrypt_warn_at_set_up_that_nothing_is_sealed(
+    redis_client: redis.Redis,
+) -> None:
+    with pytest.warns(ConfigurationWarning, match="SCS_ENCRYPTION_KEYS is set and SCS_ENCRYPT"):
+        build_flask_app(redis_client, SCS_ENCRYPTION_KEYS=[SECRET])
+
+
+OPENING = {"encryption_keys": [SECRET]}  # opens what is sealed, seals nothing
+
+
+@pytest.mark.filterwarnings("ignore::flask_scs_redis.ConfigurationWarning")
+def test_switching_off_through_keys_alone_keeps_every_session(
+    make_client: MakeClient, redis_client: redis.Redis, count: Count, adapter: str
+) -> None:
+    sealing = make_client(**ENCRYPTED)
+    sealing.get(f"/set?key=name&value={MARKER}")
+    sealing.get(f"/set?key=_user_id&value={USER}")
+    token = cookie_token(sealing) or ""
+    opening = make_client(**OPENING)
+    opening.set_cookie("session", token)
+    with count() as counter:
+        assert opening.get("/read").status_code == 200  # not logged out
+    assert counter.by_command["evalsha"] >= 2  # the read, then the rewrite in the clear
+    assert not stored_record(redis_client, opening).sealed
+    with count() as counter:
+        opening.get("/read").close()
+    assert counter.by_command == {"evalsha": 1}
+    plain = make_client()  # the keys can go now: nothing this session needs is sealed
+    plain.set_cookie("session", token)
+    assert plain.get("/incr").get_data() == b"1"
+    assert MARKER.encode() in stored_record(redis_client, plain).values  # in the clear again
+    admin = SessionAdmin(RedisStore(redis_client))
+    assert len(admin.user_sessions(USER)) == 1  # indexed under the plain name again
+
+
+@pytest.mark.filterwarnings("ignore::flask_scs_redis.ConfigurationWarning")
+def test_processes_switching_on_one_by_one_never_log_anyone_out(
+    make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    # Step 1 gave every process the keys; step 2 turns sealing on one process at a time.
+    opening, sealing = make_client(**OPENING), make_client(**ENCRYPTED)
+    opening.get("/incr")
+    token = cookie_token(opening) or ""
+    sealing.set_cookie("session", token)
+    for n in range(2, 8):
+        browser = sealing if n % 2 else opening
+        assert browser.get("/incr").get_data() == str(n).encode()
+        assert stored_record(redis_client, browser).sealed == (browser is sealing)
+    assert cookie_token(sealing) == cookie_token(opening) == token
+
+
 def test_switching_off_starts_sealed_sessions_over(
     make_client: MakeClient, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -379,7 +436,6 @@ def test_encryption_with_the_user_index_needs_a_server_secret(redis_client: redi
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"SCS_ENCRYPTION_KEYS": [SECRET]}, "SCS_ENCRYPT is not True"),
         ({"SCS_ENCRYPT": True, "SCS_ENCRYPTION_KEYS": ["x" * 31]}, r"\[0\] is 31 bytes"),
         ({"SCS_ENCRYPT": True, "SCS_ENCRYPTION_KEYS": [SECRET, SECRET]}, "the same secret twice"),
         ({"SCS_ENCRYPT": True, "SCS_ENCRYPTION_KEYS": [7]}, "list of secrets"),
@@ -420,8 +476,9 @@ def test_the_middleware_takes_the_same_settings(redis_client: redis.Redis) -> No
 
     with pytest.raises(ConfigurationError, match="encryption_keys"):
         build_wsgi_app(redis_client, encrypt=True)
-    with pytest.raises(ConfigurationError, match="encryption_keys is set but encrypt"):
-        build_wsgi_app(redis_client, encryption_keys=[SECRET])
+    with pytest.warns(ConfigurationWarning, match="encryption_keys is set and encrypt is not"):
+        opening = build_wsgi_app(redis_client, encryption_keys=[SECRET])
+    assert opening.engine.sealer is not None and not opening.engine.sealer.sealing
     middleware = build_wsgi_app(redis_client, **ENCRYPTED)
     assert middleware.engine.sealer is not None
     assert middleware.admin().count() == 0

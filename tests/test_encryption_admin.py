@@ -521,13 +521,12 @@ def test_encryption_without_the_user_index_needs_no_key(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"encryption_keys": [OLD]}, "is set but"),
         (encrypting("x" * 31), r"\[0\] is 31 bytes"),
         (encrypting(NEW, "é" * 15), r"\[1\] is 30 bytes"),  # counted in bytes, not characters
         (encrypting(OLD, OLD), "the same secret twice"),
         ({"encrypt": True, "encryption_keys": [OLD, OLD.encode()]}, "the same secret twice"),
     ],
-    ids=["keys-without-encrypt", "31-bytes", "30-bytes-utf8", "same-twice", "same-str-and-bytes"],
+    ids=["31-bytes", "30-bytes-utf8", "same-twice", "same-str-and-bytes"],
 )
 def test_bad_encryption_settings_are_refused_at_set_up(
     make_application: MakeApplication, options: dict[str, Any], message: str
