@@ -247,10 +247,13 @@ class SessionEngine:
         if self._logged_in(state, values):
             state = state._replace(status=Status.RENEWED)  # a new token for a new user
         fresh_token = new_token()  # where a new or renewed session goes
-        if self.user_key is None:
-            outcome, saved_state, saved = self._save(state, values, fresh_token)
-        else:
-            outcome, saved_state, saved = self._save_indexed(state, values, fresh_token)
+        save = self._save if self.user_key is None else self._save_indexed
+        try:
+            outcome, saved_state, saved = save(state, values, fresh_token)
+        except SessionStoreError as error:
+            if not self._writer.excuses(state, values, error):
+                raise
+            outcome, saved_state, saved = Outcome.UNCHANGED, state, values
         session._adopt(saved_state, saved if saved is not values else None)
         if state.inherited:
             self._forget(session._predecessor)
@@ -337,11 +340,7 @@ class SessionEngine:
         )
 
     def _forget(self, predecessor: Predecessor | None) -> None:
-        """Delete an inherited session from the old store, now that it is saved here.
-
-        Its values are safe here, so a failure is logged, not raised: the old
-        session then expires in its own time.
-        """
+        """Delete an inherited session from the old store; a failure is logged (it expires)."""
         if predecessor is None:
             return
         try:

@@ -70,6 +70,21 @@ class Writer:
             return self._move(state, encoded, fresh_token)
         return self._create(state, encoded, fresh_token)
 
+    def excuses(self, state: SessionState, values: dict[Any, Any], error: Exception) -> bool:
+        """Tell whether a save of ``values`` that failed with ``error`` may pass, and log it.
+
+        It may when it would only have rewritten the record as the store
+        keeps records now (see :mod:`.sealing`): nothing of the session
+        changed, so a read must not fail where the store refuses writes
+        (out of memory, a read-only replica). The next request tries again.
+        """
+        if not state.rewrite or state.status is not Status.LOADED or state.expiry_set:
+            return False
+        if encode(values) != state.stored_values or state.description != state.stored_description:
+            return False
+        logger.warning("a session was read but not rewritten as it is stored now: %s", error)
+        return True
+
     def check(self, state: SessionState, values: dict[Any, Any]) -> None:
         """Check that ``values`` could be written as a new record of ``state``.
 

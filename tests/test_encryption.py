@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import msgpack
@@ -31,10 +32,11 @@ from flask_scs_redis.record import (
     unpack_record,
 )
 from flask_scs_redis.sealing import SEALED, Sealer, SealError, is_sealed
+from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.tokens import new_token, token_digest
 
 from harness import ROOT, Count, MakeClient, cookie_token, edit_record
-from views import build_flask_app
+from views import build_flask_app, build_wsgi_app
 
 SECRET = "s" * 32
 OTHER_SECRET = "o" * 32
@@ -472,8 +474,6 @@ def test_without_cryptography_set_up_says_what_to_install() -> None:
 
 
 def test_the_middleware_takes_the_same_settings(redis_client: redis.Redis) -> None:
-    from views import build_wsgi_app
-
     with pytest.raises(ConfigurationError, match="encryption_keys"):
         build_wsgi_app(redis_client, encrypt=True)
     with pytest.warns(ConfigurationWarning, match="encryption_keys is set and encrypt is not"):
@@ -491,3 +491,44 @@ def test_a_record_header_stays_readable_without_the_token(redis_client: redis.Re
     fields = msgpack.unpackb(blob)
     assert fields[:4] == [1, 2, 10**13, 5] and fields[5:] == [6, "Chrome"]
     assert fields[4][:1] == SEALED
+
+
+# -- a rewrite the store refuses -------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", [build_flask_app, build_wsgi_app], ids=["flask", "wsgi"])
+@pytest.mark.parametrize("fault", ["out of memory", "read-only replica"])
+def test_a_read_that_would_reseal_answers_while_redis_refuses_writes(
+    fresh_redis_server: RedisServer, build: Any, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    primary = fresh_redis_server.client()
+    plain = Client(build(primary))
+    plain.get(f"/set?key=_user_id&value={USER}")  # indexed too: the move is refused as well
+    plain.get("/incr")
+    token = cookie_token(plain) or ""
+    with RedisServer() as replica_server:
+        if fault == "out of memory":
+            target = primary
+            primary.config_set("maxmemory-policy", "noeviction")
+            primary.config_set("maxmemory", 1)
+        else:
+            primary.config_set("repl-diskless-sync-delay", 0)
+            target = replica_server.client()
+            target.replicaof("127.0.0.1", fresh_redis_server.port)
+            while target.info("replication").get("master_link_status") != "up":
+                time.sleep(0.02)
+        sealing = Client(build(target, **ENCRYPTED))
+        sealing.set_cookie("session", token)
+        caplog.set_level(logging.WARNING, "flask_scs_redis")
+        response = sealing.get("/read")
+        response.close()
+        assert (response.status_code, response.get_data()) == (200, b"1")
+        assert "not rewritten as it is stored now" in caplog.text
+        assert token not in caplog.text
+        key = "scs:session:" + token_digest(token)
+        assert not unpack_record(target.get(key) or b"").sealed  # as it was
+        if fault == "out of memory":  # (a replica is waited on to be promoted: slow to test)
+            assert sealing.get("/incr").status_code == 503  # a real change is an outage, as ever
+            primary.config_set("maxmemory", 0)
+            assert sealing.get("/read").get_data() == b"1"
+            assert unpack_record(primary.get(key) or b"").sealed  # resealed once it could be
