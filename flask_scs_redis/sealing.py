@@ -117,10 +117,10 @@ class Sealer:
     """Seal and open session values, and name users, with the server ``secrets``.
 
     The first secret seals and names; every one opens, so a secret can be
-    rotated: put the new one first and drop the old one once the sessions it
-    sealed have ended. Without secrets the token alone keys the values, and
-    users cannot be named safely (see :attr:`has_secret`). With ``seal``
-    False it only opens (see above).
+    rotated (the README's "Encryption at rest" gives the steps). Without
+    secrets the token alone keys the values, and users cannot be named
+    safely (see :attr:`has_secret`). With ``seal`` False it only opens (see
+    above).
 
     :raises ConfigurationError: the ``cryptography`` package is not installed.
     """
@@ -163,7 +163,8 @@ class Sealer:
     def _key(self, token: str, key_id: bytes) -> Any:
         """The cipher of ``token``'s values under the secret ``key_id`` names."""
         last = self._last
-        if last.token != token or last.key_id != key_id:
+        # Compared in constant time: the last token may be another client's.
+        if last.key_id != key_id or not hmac.compare_digest(last.token, token):
             derived = self._hkdf(
                 algorithm=self._sha256(), length=32, salt=self._secrets[key_id], info=_VALUES_LABEL
             )
