@@ -871,3 +871,40 @@ def test_remember_me_and_log_out_everywhere_on_a_cluster() -> None:
             assert get(phone, "/me").text != "alice"
         finally:
             cluster.close()
+
+
+# Encryption at rest under Flask-Login.
+
+
+ENCRYPTED = {"SCS_ENCRYPT": True, "SCS_ENCRYPTION_KEYS": ["flask-login-at-rest-secret-0123456789"]}
+
+
+def test_flask_login_works_alike_with_encryption_at_rest(
+    make_login_app: MakeLoginApp, redis_client: redis.Redis
+) -> None:
+    app = make_login_app(**ENCRYPTED)
+    phone, laptop, other_user = app.test_client(), app.test_client(), app.test_client()
+    get(phone, "/login?user=user-alice&remember=1")
+    get(laptop, "/login?user=user-alice")
+    get(laptop, "/cart")
+    get(other_user, "/login?user=user-bob")
+    assert get(laptop, "/show-cart").text == repr(CART)
+    assert get(phone, "/me").text == "user-alice"
+    everything = b"".join(
+        key
+        + (
+            redis_client.get(key) or b""
+            if redis_client.type(key) == b"string"
+            else b"".join(redis_client.zrange(key, 0, -1))
+        )
+        for key in redis_client.scan_iter()
+    )
+    assert b"alice" not in everything and b"apple" not in everything and b"bob" not in everything
+    listed = json.loads(get(laptop, "/sessions").text)
+    assert sorted(entry["current"] for entry in listed) == [False, True]
+    assert get(laptop, "/others").text == "1"  # the remembered phone too
+    assert get(phone, "/me").text == "anonymous"
+    get(laptop, "/logout")
+    assert get(laptop, "/me").text == "anonymous"
+    assert get(other_user, "/me").text == "user-bob"
+    assert len(session_records(redis_client)) == 1
