@@ -117,7 +117,7 @@ class SessionEngine:
             user_key=options.user_key,
             renew_on_login=options.renew_on_login,
             max_sessions_per_user=options.max_sessions_per_user,
-            sealer=Sealer.configured(options.encryption_keys, encrypt=options.encrypt),
+            sealer=Sealer.configured(options),
         )
 
     def open(

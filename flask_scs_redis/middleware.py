@@ -79,10 +79,11 @@ class SessionMiddleware:
     ``user_key``, ``renew_on_login``, ``max_sessions_per_user``
         The per-user index, as the Flask keys ``SCS_USER_KEY`` and so on:
         ``"_user_id"``, True, None. Administer it with :meth:`admin`.
-    ``encrypt``, ``encryption_keys``
-        Encryption at rest, as ``SCS_ENCRYPT`` and ``SCS_ENCRYPTION_KEYS``:
-        False, no server secrets; keys without ``encrypt`` only open what
-        is sealed. It needs ``flask-scs-redis[encrypt]``.
+    ``encrypt``, ``encryption_keys``, ``encryption_required``
+        Encryption at rest, as ``SCS_ENCRYPT``, ``SCS_ENCRYPTION_KEYS`` and
+        ``SCS_ENCRYPTION_REQUIRED``: False, no server secrets, False; keys
+        without ``encrypt`` only open what is sealed. It needs
+        ``flask-scs-redis[encrypt]``.
 
     To change a cookie rule, override :meth:`should_set_cookie` or
     :meth:`get_expiration_time` in a subclass; :attr:`session_class` names
@@ -119,6 +120,7 @@ class SessionMiddleware:
         propagate_unavailable: bool = Options.propagate_unavailable,
         encrypt: bool = Options.encrypt,
         encryption_keys: Sequence[str | bytes] = Options.encryption_keys,
+        encryption_required: bool = Options.encryption_required,
     ) -> None:
         if not callable(app):
             raise ConfigurationError(f"app must be a WSGI callable, not {app!r}")
@@ -147,6 +149,7 @@ class SessionMiddleware:
             propagate_unavailable=propagate_unavailable,
             encrypt=encrypt,
             encryption_keys=encryption_keys,
+            encryption_required=encryption_required,
         )
         self.engine = SessionEngine.from_options(store, self.options)
         opening = opening_only(self.options, "encryption_keys", "encrypt")

@@ -218,6 +218,8 @@ class Options:
     #: The server secrets mixed into encryption at rest: the first seals, all
     #: open. Without ``encrypt`` they only open (see :mod:`.sealing`).
     encryption_keys: tuple[bytes, ...] = _option((), secrets_from, "SCS_ENCRYPTION_KEYS")
+    #: Refuse records stored in the clear, once none is left (see :mod:`.sealing`).
+    encryption_required: bool = _option(False, flag, "SCS_ENCRYPTION_REQUIRED")
 
     # Outages, as the Flask extension answers them.
     retry_after: int = _option(5, positive_int, "SCS_RETRY_AFTER")
@@ -299,6 +301,12 @@ class Options:
         if options.cookie_partitioned and not options.cookie_secure:
             raise ConfigurationError(
                 f"{label('cookie_partitioned')}=True needs {label('cookie_secure')}=True"
+            )
+        if options.encryption_required and not (options.encrypt and options.encryption_keys):
+            raise ConfigurationError(
+                f"{label('encryption_required')}=True needs {label('encrypt')}=True and"
+                f" {label('encryption_keys')}: without a server secret, anyone who can write"
+                " to Redis can seal a record for a token of their own"
             )
         if options.cookie_samesite == "None" and not options.cookie_secure:
             raise ConfigurationError(

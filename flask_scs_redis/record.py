@@ -164,10 +164,13 @@ def open_record(record: Record, sealer: Sealer | None, token: str | None) -> Rec
     says whether a save must rewrite it (:attr:`Record.rewrite`).
 
     :raises CorruptRecordError: the values are sealed and cannot be opened
-        here: no sealer or no token, another token's, or tampered with.
+        here: no sealer or no token, another token's, or tampered with; or
+        they are stored in the clear and the sealer requires sealing.
     """
     rewrite = sealer is not None and not sealer.stores_as_now(record.values)
     if not record.sealed:
+        if sealer is not None and sealer.requiring and record.values != codec.EMPTY:
+            raise CorruptRecordError("session values stored in the clear, and sealing is required")
         return record._replace(rewrite=rewrite)
     if sealer is None:
         raise CorruptRecordError("sealed session values, and encryption is off")

@@ -23,6 +23,11 @@ A sealer that does not seal only opens: it reads what a sealing one wrote
 and writes values in the clear. Processes switch encryption on or off, or
 rotate a secret, through it one at a time without logging anyone out.
 
+Values stored in the clear are read too, so that encryption can be switched
+on over a live store. A sealer that requires sealing refuses them (all but
+an emptied session's): then whoever can write to Redis but holds no server
+secret cannot plant a session.
+
 .. versionadded:: 0.2
 """
 
@@ -34,7 +39,7 @@ import hmac
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ConfigurationError
 from .tokens import token_digest
@@ -54,6 +59,17 @@ _VALUES_LABEL = b"flask-scs-redis/1 session values"
 _RECORD_LABEL = b"flask-scs-redis/1 record\0"
 _KEY_ID_LABEL = b"flask-scs-redis/1 key id"
 _USER_LABEL = b"flask-scs-redis/1 user\0"
+
+
+class EncryptionSettings(Protocol):
+    """The settings a sealer is made from, as :class:`~.options.Options` holds them."""
+
+    @property
+    def encrypt(self) -> bool: ...
+    @property
+    def encryption_keys(self) -> Sequence[bytes]: ...
+    @property
+    def encryption_required(self) -> bool: ...
 
 
 class SealError(ValueError):
@@ -119,13 +135,15 @@ class Sealer:
     The first secret seals and names; every one opens, so a secret can be
     rotated (the README's "Encryption at rest" gives the steps). Without
     secrets the token alone keys the values, and users cannot be named
-    safely (see :attr:`has_secret`). With ``seal`` False it only opens (see
-    above).
+    safely (see :attr:`has_secret`). With ``seal`` False it only opens, and
+    with ``require`` it refuses values stored in the clear (see above).
 
     :raises ConfigurationError: the ``cryptography`` package is not installed.
     """
 
-    def __init__(self, secrets: Sequence[str | bytes] = (), *, seal: bool = True) -> None:
+    def __init__(
+        self, secrets: Sequence[str | bytes] = (), *, seal: bool = True, require: bool = False
+    ) -> None:
         checked = secrets_from("secrets", list(secrets))
         try:
             from cryptography.hazmat.primitives import hashes
@@ -147,14 +165,20 @@ class Sealer:
         self.has_secret = bool(checked)
         #: Whether values are sealed when written, or only opened when read.
         self.sealing = seal
+        #: Whether values stored in the clear are refused.
+        self.requiring = require
 
     @classmethod
-    def configured(cls, secrets: Sequence[str | bytes], *, encrypt: bool) -> Sealer | None:
-        """The sealer of the settings ``encrypt`` and ``secrets``: None if neither is set.
+    def configured(cls, settings: EncryptionSettings) -> Sealer | None:
+        """The sealer ``settings`` ask for: None if they name neither encryption nor keys.
 
-        With secrets but no ``encrypt``, a sealer that only opens.
+        With keys but no ``encrypt``, a sealer that only opens.
         """
-        return cls(secrets, seal=encrypt) if encrypt or secrets else None
+        if not (settings.encrypt or settings.encryption_keys):
+            return None
+        return cls(
+            settings.encryption_keys, seal=settings.encrypt, require=settings.encryption_required
+        )
 
     def __repr__(self) -> str:
         secrets = len(self._secrets) if self.has_secret else 0

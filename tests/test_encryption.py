@@ -532,3 +532,62 @@ def test_a_read_that_would_reseal_answers_while_redis_refuses_writes(
             primary.config_set("maxmemory", 0)
             assert sealing.get("/read").get_data() == b"1"
             assert unpack_record(primary.get(key) or b"").sealed  # resealed once it could be
+
+
+# -- sealing required ------------------------------------------------------------------
+
+
+REQUIRED = {**ENCRYPTED, "encryption_required": True}
+
+
+@pytest.mark.parametrize("required", [False, True], ids=["accepted", "required"])
+def test_a_session_planted_in_the_clear_is_refused_once_sealing_is_required(
+    make_client: MakeClient,
+    redis_client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    required: bool,
+) -> None:
+    # Someone who can write to Redis, without the server secret, plants a
+    # session for a token of their own.
+    thief = make_client(**(REQUIRED if required else ENCRYPTED))
+    thief.get("/incr")
+    key = record_key(thief)
+    record = unpack_record(redis_client.get(key) or b"")
+    planted = record._replace(values=encode({"n": 1000, "_user_id": "admin"}))
+    redis_client.set(key, pack_record(planted)[0], keepttl=True)
+    caplog.set_level(logging.WARNING, "flask_scs_redis")
+    if not required:  # while plaintext records are read, for switching on
+        assert thief.get("/read").get_data() == b"1000"
+        return
+    assert thief.get("/read").get_data() == b"None"
+    assert "stored in the clear, and sealing is required" in caplog.text
+    assert redis_client.exists(key) == 0
+
+
+def test_with_sealing_required_an_emptied_session_still_reads_as_empty(
+    make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    client = make_client(**REQUIRED)
+    client.get(f"/set?key=name&value={MARKER}")
+    key = record_key(client)
+    client.get("/delete?key=name")  # stored as the empty map, in the clear
+    assert unpack_record(redis_client.get(key) or b"").values == b"\x80"
+    assert client.get("/incr").get_data() == b"1"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"SCS_ENCRYPTION_REQUIRED": True},
+        {"SCS_ENCRYPTION_REQUIRED": True, "SCS_ENCRYPT": True, "SCS_USER_KEY": None},
+        {"SCS_ENCRYPTION_REQUIRED": True, "SCS_ENCRYPTION_KEYS": [SECRET]},
+    ],
+    ids=["alone", "without-keys", "without-encrypt"],
+)
+def test_sealing_required_needs_encryption_with_a_server_secret(
+    redis_client: redis.Redis, config: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigurationError, match="SCS_ENCRYPTION_REQUIRED=True needs"):
+        build_flask_app(redis_client, **config)
+    with pytest.raises(ConfigurationError, match="encryption_required=True needs"):
+        build_wsgi_app(redis_client, encryption_required=True, encrypt=True, user_key=None)

@@ -214,6 +214,7 @@ FLASK_CONFIG = {
     "refresh_each_request": "SESSION_REFRESH_EACH_REQUEST",
     "encrypt": "SCS_ENCRYPT",
     "encryption_keys": "SCS_ENCRYPTION_KEYS",
+    "encryption_required": "SCS_ENCRYPTION_REQUIRED",
     "max_sessions_per_user": "SCS_MAX_SESSIONS_PER_USER",
 }
 
