@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import msgpack
@@ -591,3 +592,56 @@ def test_sealing_required_needs_encryption_with_a_server_secret(
         build_flask_app(redis_client, **config)
     with pytest.raises(ConfigurationError, match="encryption_required=True needs"):
         build_wsgi_app(redis_client, encryption_required=True, encrypt=True, user_key=None)
+
+
+# -- the stored format is kept ------------------------------------------------------------
+
+#: A record sealed by version 0.2, which every later version must open.
+SEALED_BY_0_2 = bytes.fromhex(
+    "970103cf000003bb2cc3d800cf0000019abd75b800c43bc101d48762d369684ef43a37ff2abd58deaa2e"
+    "e0b156d6fe24c7013e0f3c0ea8356ee10c6049eea109ec23f355b55ca72edee4abddd5a8f8e20c25cf00"
+    "00019abd76a260af4368726f6d65206f6e204c696e7578"
+)
+
+
+def test_a_record_sealed_by_an_earlier_version_still_opens() -> None:
+    sealer = Sealer(["known-answer-secret-of-at-least-32-bytes"])
+    record, values = read_record(SEALED_BY_0_2, sealer, "A" * 42 + "E")
+    assert values == {"cart": ["apple"], "_user_id": "42"}
+    assert (record.revision, record.description, record.rewrite) == (3, "Chrome on Linux", False)
+
+
+def test_encrypting_gives_no_warning(redis_client: redis.Redis) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_flask_app(redis_client, SCS_ENCRYPT=True, SCS_ENCRYPTION_KEYS=[SECRET])
+        build_wsgi_app(redis_client, **ENCRYPTED)
+
+
+def test_with_sealing_required_an_emptied_record_is_no_corrupt_one(
+    make_client: MakeClient, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, in_flight = make_client(**REQUIRED), make_client(**REQUIRED)
+    client.get(f"/set?key=name&value={MARKER}")
+    key = record_key(client)
+    in_flight.set_cookie("session", cookie_token(client) or "")  # a request still in flight
+    client.get("/delete?key=name")
+    caplog.set_level(logging.WARNING, "flask_scs_redis")
+    assert in_flight.get("/read").get_data() == b"None"
+    assert redis_client.exists(key) == 1  # left to expire, not deleted as unreadable
+    assert "unreadable" not in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/renew", "/expiry?lifetime=600", "/describe?as=Phone"])
+def test_a_change_beside_a_reseal_is_still_an_outage_while_redis_refuses_writes(
+    fresh_redis_server: RedisServer, path: str
+) -> None:
+    client = fresh_redis_server.client()
+    plain = build_flask_app(client).test_client()
+    plain.get("/incr")
+    sealing = build_flask_app(client, SCS_ENCRYPT=True, SCS_ENCRYPTION_KEYS=[SECRET])
+    browser = sealing.test_client()
+    browser.set_cookie("session", cookie_token(plain) or "")
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    assert browser.get(path).status_code == 503  # only a reseal alone is excused

@@ -565,3 +565,18 @@ def test_encryption_without_a_server_secret_refuses_tokens_stored_in_the_clear(
     # thing that opens its values when there is no server secret.
     with pytest.raises(ConfigurationError, match="SCS_HASH_TOKENS"):
         make_app(SCS_ENCRYPT=True, SCS_USER_KEY=None, SCS_HASH_TOKENS=False)
+
+
+def test_a_move_whose_old_entry_was_taken_meanwhile_does_not_count(
+    make_app: MakeApp, redis_client: redis.Redis
+) -> None:
+    token = indexed_under_old(make_app)
+    store = RedisStore(redis_client)
+    users = UserIndex(store, "_user_id", sealer=sealer(NEW, OLD))
+    old_key, new_key = store.key_for(token), store.key_for(new_token())
+    old_index = users.indexes.keys("alice")[1]
+    entry = users.enter(("alice", old_key), ("alice", new_key), now_ms() + 60_000)
+    assert entry is not None and entry.held == (old_index, store.id_of(old_key))
+    # A purge took the older name (and the current one before the entry joined it).
+    redis_client.zrem(old_index, store.id_of(old_key))
+    assert not users.settle(entry)
