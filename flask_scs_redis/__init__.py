@@ -1,7 +1,8 @@
 """Server-side sessions in Redis for Flask and any WSGI app.
 
 The cookie carries only a random token; the session's values live in Redis,
-encoded with msgpack, under a hash of that token, with a TTL.
+encoded with msgpack, under a hash of that token, with a TTL; with
+encryption at rest, sealed under a key that only that token gives.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .extension import RedisSessions
 from .flask_interface import RedisSessionInterface
 from .middleware import SessionMiddleware
 from .options import ConfigurationWarning, Options
+from .sealing import Sealer
 from .session import Session
 from .state import Outcome, Status
 from .store import RedisStore
@@ -36,6 +38,7 @@ __all__ = [
     "RedisSessions",
     "RedisStore",
     "SealedValues",
+    "Sealer",
     "Session",
     "SessionAdmin",
     "SessionConflictError",
