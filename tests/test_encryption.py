@@ -645,3 +645,18 @@ def test_a_change_beside_a_reseal_is_still_an_outage_while_redis_refuses_writes(
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", 1)
     assert browser.get(path).status_code == 503  # only a reseal alone is excused
+
+
+def test_users_index_names_are_kept_from_version_to_version() -> None:
+    # A renamed index would hide every session indexed before an upgrade
+    # from "log out everywhere".
+    sealer = Sealer(["known-answer-secret-of-at-least-32-bytes"])
+    assert sealer.user_names("42") == (
+        "sjJ9bDOHaVEzMmIGisc_Ouh9XhWSQFYGeeyV30cOwyU",
+        token_digest("42"),
+    )
+
+
+def test_the_last_key_is_kept_per_thread() -> None:
+    # Shared between threads, one request could seal with another's key.
+    assert isinstance(Sealer([SECRET])._last, threading.local)

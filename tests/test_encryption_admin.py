@@ -580,3 +580,28 @@ def test_a_move_whose_old_entry_was_taken_meanwhile_does_not_count(
     # A purge took the older name (and the current one before the entry joined it).
     redis_client.zrem(old_index, store.id_of(old_key))
     assert not users.settle(entry)
+
+
+def test_user_sessions_prunes_a_gone_session_under_every_name(
+    make_app: MakeApp, redis_client: redis.Redis
+) -> None:
+    old_app = make_app(**encrypting(OLD))
+    first, second = sign_in(browser(old_app), "alice"), sign_in(browser(old_app), "alice")
+    redis_client.delete(RedisStore(redis_client).key_for(first))
+    rotated = make_app(**encrypting(NEW, OLD))
+    assert len(admin_of(rotated).user_sessions("alice")) == 1
+    assert index_entries(redis_client, "alice", NEW, OLD) == [
+        set(),
+        {store_id(redis_client, second)},
+        set(),
+    ]
+
+
+def test_a_session_indexed_under_two_names_is_listed_once(
+    make_app: MakeApp, redis_client: redis.Redis
+) -> None:
+    token = indexed_under_old(make_app)
+    rotated = make_app(**encrypting(NEW, OLD))
+    current = admin_of(rotated).users.indexes.key("alice")
+    redis_client.zadd(current, {store_id(redis_client, token): now_ms() + 60_000})
+    assert len(admin_of(rotated).user_sessions("alice")) == 1

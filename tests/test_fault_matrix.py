@@ -74,7 +74,7 @@ def fault_app(url: str, gate: Gate | None = None, **config: Any) -> Flask:
     With a ``gate``, a renewal asked to ``hold`` waits there before it is saved.
     """
     app = Flask(__name__)
-    app.config.update(SCS_REDIS_URL=url, SCS_REDIS_TIMEOUT=STORE_TIMEOUT, **config)
+    app.config.update({"SCS_REDIS_URL": url, "SCS_REDIS_TIMEOUT": STORE_TIMEOUT, **config})
     RedisSessions(app)
 
     @app.get("/ping")
@@ -690,7 +690,10 @@ def test_a_primary_turned_into_a_read_only_replica(capsys: pytest.CaptureFixture
         RedisServer(*quick_sync, "--replicaof", "127.0.0.1", str(target.port)) as other,
         target.client() as app_server,
         other.client() as other_server,
-        FaultRun("READONLY replica as target", fault_app(target.url)) as run,
+        # Reads are scripts, which CLIENT PAUSE WRITE holds during the swap: a
+        # timeout past the pause's own keeps them from timing out in it, so
+        # that a read's 503 could only come from the READONLY under test.
+        FaultRun("READONLY replica as target", fault_app(target.url, SCS_REDIS_TIMEOUT=3.5)) as run,
     ):
         run.started()
         # Swap roles without losing a write: hold writes, let the replica
