@@ -49,10 +49,6 @@ class Indexes:
             return [self.store.keys.index(user)]
         return [self.store.keys.index_named(name) for name in self._sealer.user_names(user)]
 
-    def older(self, user: str) -> list[str]:
-        """The keys of ``user``'s index under older names, oldest first."""
-        return self.keys(user)[:0:-1]
-
     def join(
         self,
         user: str,
@@ -95,7 +91,7 @@ class Indexes:
 
     def holding(self, user: str, session_id: str) -> str | None:
         """The key of the older index of ``user`` that holds ``session_id``, if one does."""
-        for index_key in self.older(user):
+        for index_key in self.keys(user)[1:]:
             with translated_errors():
                 if self.store.client.zscore(index_key, session_id) is not None:
                     return index_key
@@ -107,9 +103,6 @@ class Indexes:
             return
         index_keys = self.keys(user) if everywhere else [self.key(user)]
         with translated_errors():
-            if len(index_keys) == 1:
-                self.store.client.zrem(index_keys[0], *session_ids)
-                return
             pipe = self.store.client.pipeline(transaction=False)
             for index_key in index_keys:
                 pipe.zrem(index_key, *session_ids)
@@ -134,7 +127,7 @@ class Indexes:
         """
         taken: list[str] = []
         with translated_errors():
-            for index_key in [*self.older(user), self.key(user)]:
+            for index_key in reversed(self.keys(user)):  # the oldest name first
                 taken += _ids(self._take(keys=[index_key], args=[keep or "", now_ms()]))
         return list(dict.fromkeys(taken))
 

@@ -33,7 +33,6 @@ secret cannot plant a session.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
@@ -42,7 +41,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .errors import ConfigurationError
-from .tokens import token_digest
+from .tokens import digest_text, token_digest
 
 #: The byte that begins a sealed value: one that msgpack never uses.
 SEALED = b"\xc1"
@@ -123,10 +122,6 @@ class _LastKey(threading.local):
     token = ""
     key_id = b""
     aead: Any = None
-
-
-def _digest_text(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 class Sealer:
@@ -265,7 +260,7 @@ class Sealer:
         """
         data = user.encode("utf-8", "surrogatepass")
         keyed = [
-            _digest_text(hmac.new(secret, _USER_LABEL + data, hashlib.sha256).digest())
+            digest_text(hmac.new(secret, _USER_LABEL + data, hashlib.sha256).digest())
             for secret in self._secrets.values()
             if secret is not None
         ]

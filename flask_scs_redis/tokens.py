@@ -37,5 +37,9 @@ def token_digest(token: str) -> str:
     name in the key of their index. Any str is hashed as its UTF-8 bytes
     (a token is ASCII, so it hashes as ever).
     """
-    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    return digest_text(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
+
+
+def digest_text(digest: bytes) -> str:
+    """Return ``digest`` as base64url without padding (43 characters for 32 bytes)."""
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

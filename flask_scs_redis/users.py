@@ -161,15 +161,15 @@ class UserIndex:
         )
         if others is not None:
             return others, None
-        held_in = None if requires is None else self.indexes.holding(user, requires)
-        if requires == session_id and held_in is None:
-            # Re-scoring a session found under no name: index it. The record
-            # keeps its key, so a purge that took the entry deletes it anyway,
-            # or its compare-and-set finds it gone.
-            return self._join(user, session_id, deadline_ms, requires=None)
-        if requires is None or held_in is None:
+        assert requires is not None  # a join that requires nothing always lands
+        held_in = self.indexes.holding(user, requires)
+        # Re-scoring a session found under no name indexes it: the record keeps
+        # its key, so a purge that took the entry deletes it anyway, or its
+        # compare-and-set finds it gone.
+        if held_in is None and requires != session_id:
             raise Purged(user)
-        return self._join(user, session_id, deadline_ms, requires=None)[0], (held_in, requires)
+        others, _ = self._join(user, session_id, deadline_ms, requires=None)
+        return others, None if held_in is None else (held_in, requires)
 
     def settle(self, entry: Entry) -> bool:
         """Confirm an entry once its record is written; False if its user's sessions were ended.

@@ -61,9 +61,7 @@ class Writer:
             return self._remove(state)
         encoded = encode(values)
         if state.status is Status.LOADED and state.token is not None:
-            unchanged = encoded == state.stored_values and not state.expiry_set
-            unchanged = unchanged and not state.rewrite
-            if unchanged and state.description == state.stored_description:
+            if self._as_stored(state, encoded) and not state.rewrite:
                 return Outcome.UNCHANGED, state, None
             return self._replace(state, encoded)
         if state.status is Status.RENEWED:
@@ -78,12 +76,21 @@ class Writer:
         changed, so a read must not fail where the store refuses writes
         (out of memory, a read-only replica). The next request tries again.
         """
-        if not state.rewrite or state.status is not Status.LOADED or state.expiry_set:
-            return False
-        if encode(values) != state.stored_values or state.description != state.stored_description:
+        if not (state.rewrite and self._as_stored(state, encode(values))):
             return False
         logger.warning("a session was read but not rewritten as it is stored now: %s", error)
         return True
+
+    @staticmethod
+    def _as_stored(state: SessionState, encoded: bytes) -> bool:
+        """Whether saving ``encoded`` would change nothing of the session stored for ``state``."""
+        return (
+            state.status is Status.LOADED
+            and state.token is not None
+            and encoded == state.stored_values
+            and not state.expiry_set
+            and state.description == state.stored_description
+        )
 
     def check(self, state: SessionState, values: dict[Any, Any]) -> None:
         """Check that ``values`` could be written as a new record of ``state``.
