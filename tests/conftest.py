@@ -59,6 +59,21 @@ def count(redis_client: redis.Redis) -> Callable[[], CommandCounter]:
     return lambda: CommandCounter(redis_client)
 
 
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.cluster)])
+def any_client(request: pytest.FixtureRequest, redis_client: redis.Redis) -> Iterator[Any]:
+    """A client of one server, or of the module's ``cluster`` fixture, emptied first.
+
+    On a Cluster each step may hit another node, and a record and its renewal may part.
+    """
+    if request.param == "single":
+        yield redis_client
+        return
+    client = request.getfixturevalue("cluster").client()
+    client.flushall()
+    yield client
+    client.close()
+
+
 @pytest.fixture(params=["flask", "wsgi"])
 def adapter(request: pytest.FixtureRequest) -> str:
     """Which adapter the behavioural suite drives."""

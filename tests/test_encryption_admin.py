@@ -33,7 +33,7 @@ from flask_scs_redis.indexes import Indexes
 from flask_scs_redis.record import Record, unpack_record
 from flask_scs_redis.sealing import Sealer
 from flask_scs_redis.tokens import new_token
-from flask_scs_redis.users import UserIndex
+from flask_scs_redis.users import Entry, UserIndex
 
 from harness import Count, MakeApp, cookie_token
 
@@ -268,14 +268,25 @@ def indexed_under_old(make_app: MakeApp) -> str:
     return sign_in(browser(make_app(**encrypting(OLD))), "alice")
 
 
-def test_a_purge_between_a_renewals_entry_and_its_settling_wins(
+def renewal_entered(
     make_app: MakeApp, redis_client: redis.Redis
-) -> None:
+) -> tuple[RedisStore, UserIndex, str, str, Entry | None]:
+    """A renewal of alice's session indexed under OLD's name, entered under NEW, OLD; unwritten.
+
+    Answers the store, the user index, the old and new record keys, and the entry.
+    """
     token = indexed_under_old(make_app)
     store = RedisStore(redis_client)
     users = UserIndex(store, "_user_id", sealer=sealer(NEW, OLD))
     old_key, new_key = store.key_for(token), store.key_for(new_token())
     entry = users.enter(("alice", old_key), ("alice", new_key), now_ms() + 60_000)
+    return store, users, old_key, new_key, entry
+
+
+def test_a_purge_between_a_renewals_entry_and_its_settling_wins(
+    make_app: MakeApp, redis_client: redis.Redis
+) -> None:
+    store, users, old_key, new_key, entry = renewal_entered(make_app, redis_client)
     assert entry is not None
     redis_client.rename(old_key, new_key)  # the renewal's write: the record moves
     purge = SessionAdmin(store, sealer=sealer(NEW, OLD))
@@ -288,11 +299,7 @@ def test_a_purge_between_a_renewals_entry_and_its_settling_wins(
 def test_a_purge_after_a_renewal_settled_takes_its_new_entry(
     make_app: MakeApp, redis_client: redis.Redis
 ) -> None:
-    token = indexed_under_old(make_app)
-    store = RedisStore(redis_client)
-    users = UserIndex(store, "_user_id", sealer=sealer(NEW, OLD))
-    old_key, new_key = store.key_for(token), store.key_for(new_token())
-    entry = users.enter(("alice", old_key), ("alice", new_key), now_ms() + 60_000)
+    store, users, old_key, new_key, entry = renewal_entered(make_app, redis_client)
     assert entry is not None
     redis_client.rename(old_key, new_key)
     assert users.settle(entry)
@@ -570,12 +577,8 @@ def test_encryption_without_a_server_secret_refuses_tokens_stored_in_the_clear(
 def test_a_move_whose_old_entry_was_taken_meanwhile_does_not_count(
     make_app: MakeApp, redis_client: redis.Redis
 ) -> None:
-    token = indexed_under_old(make_app)
-    store = RedisStore(redis_client)
-    users = UserIndex(store, "_user_id", sealer=sealer(NEW, OLD))
-    old_key, new_key = store.key_for(token), store.key_for(new_token())
+    store, users, old_key, _, entry = renewal_entered(make_app, redis_client)
     old_index = users.indexes.keys("alice")[1]
-    entry = users.enter(("alice", old_key), ("alice", new_key), now_ms() + 60_000)
     assert entry is not None and entry.held == (old_index, store.id_of(old_key))
     # A purge took the older name (and the current one before the entry joined it).
     redis_client.zrem(old_index, store.id_of(old_key))

@@ -132,6 +132,22 @@ def stored(engine: SessionEngine, **values: Any) -> str:
     return session.token
 
 
+def renewed_beside_a_write(engine: SessionEngine, old: str) -> str:
+    """Renew the session of ``old`` (logging in) while another request writes to it.
+
+    Both read it first; the write lands first, so the move loses once and
+    merges. Return the new token.
+    """
+    renewing, writing = opened(engine, old), opened(engine, old)
+    renewing.renew()
+    renewing["user"] = "plaintext-alice"
+    writing["cart"] = "plaintext-cart"
+    assert engine.commit(writing) is Outcome.SAVED
+    assert engine.commit(renewing) is Outcome.CREATED
+    assert renewing.token is not None
+    return renewing.token
+
+
 # Requests over HTTP, held after their view ran until the test lets them save.
 
 
@@ -213,18 +229,6 @@ def written(numbers: Any) -> dict[str, str]:
 def cluster() -> Iterator[RedisClusterServers]:
     with RedisClusterServers(primaries=3, replicas_per_primary=0) as servers:
         yield servers
-
-
-@pytest.fixture(params=["one server", pytest.param("cluster", marks=pytest.mark.cluster)])
-def any_client(request: pytest.FixtureRequest, redis_client: redis.Redis) -> Iterator[Any]:
-    """A client of one server, or of a Cluster (where a record and its renewal may part)."""
-    if request.param == "one server":
-        yield redis_client
-        return
-    client = request.getfixturevalue("cluster").client()
-    client.flushall()
-    yield client
-    client.close()
 
 
 def build(adapter: str, client: Any, **options: Any) -> Any:
@@ -343,15 +347,8 @@ def test_a_write_that_lands_during_a_renewal_is_resealed_under_the_new_token(
 ) -> None:
     engine = engine_on(any_client)
     old = stored(engine, n=1)
-    renewing, writing = opened(engine, old), opened(engine, old)
-    renewing.renew()
-    renewing["user"] = "plaintext-alice"
-    writing["cart"] = "plaintext-cart"
-
-    assert engine.commit(writing) is Outcome.SAVED
-    assert engine.commit(renewing) is Outcome.CREATED  # the move lost once, then merged
-    new = renewing.token
-    assert new is not None and new != old
+    new = renewed_beside_a_write(engine, old)
+    assert new != old
 
     assert sealed_values(any_client, new, "plaintext-alice", "plaintext-cart") == {
         "n": 1,
@@ -399,14 +396,7 @@ def test_a_renewal_across_cluster_nodes_reseals_and_carries_a_concurrent_write(
     crossed = 0
     for _ in range(40):
         old = stored(engine, n=1)
-        renewing, writing = opened(engine, old), opened(engine, old)
-        renewing.renew()
-        renewing["user"] = "plaintext-alice"
-        writing["cart"] = "plaintext-cart"
-        assert engine.commit(writing) is Outcome.SAVED
-        assert engine.commit(renewing) is Outcome.CREATED
-        new = renewing.token
-        assert new is not None
+        new = renewed_beside_a_write(engine, old)
         old_key, new_key = (record_key(t, "sealed-cross:") for t in (old, new))
         assert client.exists(old_key) == 0
         assert sealed_values(client, new, prefix="sealed-cross:") == {

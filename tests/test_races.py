@@ -87,18 +87,6 @@ def cluster() -> Iterator[RedisClusterServers]:
         yield servers
 
 
-@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.cluster)])
-def any_client(request: pytest.FixtureRequest, redis_client: redis.Redis) -> Iterator[Any]:
-    """A client of one server, or of a Cluster (where each step may hit another node)."""
-    if request.param == "single":
-        yield redis_client
-        return
-    client = request.getfixturevalue("cluster").client()
-    client.flushall()
-    yield client
-    client.close()
-
-
 @pytest.mark.parametrize("write", WRITES)
 @pytest.mark.parametrize("purge_at", ["before", "after"])
 def test_a_purge_that_overlaps_a_write_leaves_no_live_session(
