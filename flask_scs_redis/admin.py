@@ -18,6 +18,7 @@ from .keys import is_id
 from .options import Options, check
 from .record import CorruptRecordError, unpack_record, values_of
 from .sealing import Sealer
+from .signals import Announcer, session_destroyed
 from .store import RedisStore
 from .users import UserIndex
 
@@ -67,8 +68,11 @@ class SessionAdmin:
 
     .. versionadded:: 0.1
 
+    The sessions it ends are announced (see :mod:`.signals`) with ``sender``
+    as their sender (None: the admin).
+
     .. versionchanged:: 0.2
-        ``sealer``.
+        ``sealer`` and ``sender``.
     """
 
     def __init__(
@@ -77,10 +81,12 @@ class SessionAdmin:
         user_key: str | None = Options.user_key,
         *,
         sealer: Sealer | None = None,
+        sender: Any = None,
     ) -> None:
         self.store = store
         self.user_key: str | None = check("user_key", user_key)
-        self.users = UserIndex(store, self.user_key, sealer=sealer)
+        announcer = Announcer(self if sender is None else sender, store.keys.public_id)
+        self.users = UserIndex(store, self.user_key, sealer=sealer, announcer=announcer)
 
     def user_sessions(self, user: object, *, current_id: str | None = None) -> list[SessionInfo]:
         """Return ``user``'s live sessions, oldest first, from the per-user index.
@@ -147,7 +153,7 @@ class SessionAdmin:
     def destroy(self, session_id: str) -> bool:
         """Destroy the session with the id ``session_id``; return whether it existed."""
         key = self._key_of(session_id)
-        return key is not None and self.users.end(key)
+        return key is not None and self.users.end(key, reason="admin")
 
     def iter_sessions(self, batch: int = 500) -> Iterator[tuple[SessionInfo, dict[Any, Any]]]:
         """Yield every live session with its values: SCAN, then pipelined fetches of ``batch``.
@@ -174,7 +180,12 @@ class SessionAdmin:
         right name that holds something else is left alone.
         """
         for keys in self.store.scan_keys(batch):
-            yield self.store.delete_written(keys)
+            # The records come back only for a receiver of session_destroyed.
+            ended = self.store.delete_written(keys, returning=bool(session_destroyed.receivers))
+            for key, blob in ended:
+                if blob is not None:
+                    self.users.taken(key, blob, "admin")
+            yield len(ended)
         for indexes in self.store.scan_keys(batch, of="indexes"):
             self.store.delete_written(indexes, indexes=True)
 

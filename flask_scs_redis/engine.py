@@ -10,39 +10,31 @@ adapter (the Flask interface, the WSGI middleware) gets the same behaviour.
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
-import time
 from datetime import timedelta
 from typing import Any
 
-from .changes import Changes, changes_since
 from .clock import milliseconds, now_ms
 from .errors import (
     ConfigurationError,
-    SessionConflictError,
     SessionStoreError,
     SessionTooLargeError,
     UnsupportedValueError,
 )
 from .options import Options, check
+from .rotation import due
+from .saving import WRITTEN, Saver
 from .sealing import Sealer
 from .session import Predecessor, Session
+from .signals import Announcer
 from .state import Outcome, SessionState, Status
 from .store import RedisStore
 from .tokens import new_token
-from .users import Purged, UserIndex
+from .users import UserIndex
+from .validation import check_rotation
 from .writes import Writer
 
 logger = logging.getLogger("flask_scs_redis")
-
-
-_WRITTEN = frozenset({Outcome.SAVED, Outcome.CREATED, Outcome.ENDED})
-
-# Compare-and-set attempts before a save queues for the session's write lock.
-_OPTIMISTIC_ATTEMPTS = 3
-# How long the lock holder keeps trying; the lock itself lives 2 s.
-_LOCK_HOLD_SECONDS = 1.5
 
 
 class _Default(enum.Enum):
@@ -67,12 +59,16 @@ class SessionEngine:
     that user; with ``renew_on_login`` a change of its value renews the
     token; ``max_sessions_per_user`` destroys a user's oldest sessions past
     that many. A ``sealer`` encrypts the values at rest (see :mod:`.sealing`).
-    Every argument is checked as :class:`~.options.Options` checks it.
+    With ``rotate_every``, a token that old is rotated, and the old token
+    still opens the session for ``rotate_grace`` (see :mod:`.rotation`).
+    The engine's signals (see :mod:`.signals`) go out with ``sender`` as
+    their sender (None: the engine). Every argument is checked as
+    :class:`~.options.Options` checks it.
 
     .. versionchanged:: 0.1
         ``max_attempts`` is now ``min_attempts``, as it is a least number.
     .. versionchanged:: 0.2
-        ``sealer``.
+        ``sealer``, ``rotate_every``, ``rotate_grace`` and ``sender``.
     """
 
     def __init__(
@@ -86,6 +82,9 @@ class SessionEngine:
         renew_on_login: bool = Options.renew_on_login,
         max_sessions_per_user: int | None = Options.max_sessions_per_user,
         sealer: Sealer | None = None,
+        rotate_every: timedelta | float | None = Options.rotate_every,
+        rotate_grace: timedelta | float = Options.rotate_grace,
+        sender: Any = None,
     ) -> None:
         if not isinstance(store, RedisStore):
             raise ConfigurationError(f"store must be a RedisStore, not {store!r}")
@@ -98,16 +97,29 @@ class SessionEngine:
         self.max_sessions_per_user: int | None = check(
             "max_sessions_per_user", max_sessions_per_user
         )
+        self.rotate_every: timedelta | None = check("rotate_every", rotate_every)
+        self.rotate_grace: timedelta = check("rotate_grace", rotate_grace)
+        check_rotation(self.rotate_every, self.rotate_grace, ("rotate_every", "rotate_grace"))
+        every = self.rotate_every
+        self._rotate_every_ms = None if every is None else milliseconds(every)
         if sealer is not None:
             sealer.check_use(store.hash_tokens, self.user_key)
         #: What seals the values at rest, or None.
         self.sealer = sealer
+        #: What sends this engine's signals.
+        self.announcer = Announcer(self if sender is None else sender, store.keys.public_id)
         #: The per-user index of this engine's sessions.
-        self.users = UserIndex(store, self.user_key, self.max_sessions_per_user, sealer)
-        self._writer = Writer(store, self.max_size, sealer)
+        self.users = UserIndex(
+            store, self.user_key, self.max_sessions_per_user, sealer, self.announcer
+        )
+        grace_ms = milliseconds(self.rotate_grace)
+        self._writer = Writer(
+            store, self.max_size, sealer, grace_ms=grace_ms, announcer=self.announcer
+        )
+        self._saver = Saver(store, self._writer, self.users, self.min_attempts)
 
     @classmethod
-    def from_options(cls, store: RedisStore, options: Options) -> SessionEngine:
+    def from_options(cls, store: RedisStore, options: Options, sender: Any = None) -> SessionEngine:
         """Return an engine on ``store`` with the lifecycle settings of ``options``."""
         return cls(
             store,
@@ -118,6 +130,9 @@ class SessionEngine:
             renew_on_login=options.renew_on_login,
             max_sessions_per_user=options.max_sessions_per_user,
             sealer=Sealer.configured(options),
+            rotate_every=options.rotate_every,
+            rotate_grace=options.rotate_grace,
+            sender=sender,
         )
 
     def open(
@@ -163,26 +178,27 @@ class SessionEngine:
         """Read a session's record: one script that also slides its idle timeout.
 
         Where there is none, the session takes up ``predecessor``'s values,
-        which a save then stores under a new token.
+        which a save then stores under a new token. A token within its grace
+        after a rotation opens the session it was rotated to, with a second
+        read; a token due for rotation is rotated at the save.
         """
         now = now_ms()
-        found, key = None, ""
+        found = None
         if cookie_token is not None:
             key = self.store.key_for(cookie_token)
             idle_expiry = None if state.idle_ms is None else now + state.idle_ms
             blob = self.store.find(key, idle_expiry_ms=idle_expiry, sliding=True)
-            found = None if blob is None else self._writer.read(blob, cookie_token, key)
+            found = self._writer.resolve(blob, cookie_token, key, idle_expiry_ms=idle_expiry)
         if found is None or found[0].deadline_ms <= now:
             inherited = None if predecessor is None else self._inherit(predecessor, state, now)
             if inherited is not None:
                 return state.started(Status.LOADED, now)._replace(inherited=True), inherited
             return state.started(Status.LOADED, now), {}
-        assert cookie_token is not None
-        record, values = found
+        record, values, token, key = found
         user = self.users.user_of(values)
-        loaded = state.stored(
-            record, record.tag, token=cookie_token, key=key, now_ms=now, user=user
-        )
+        loaded = state.stored(record, record.tag, token=token, key=key, now_ms=now, user=user)
+        if due(record, now, self._rotate_every_ms):
+            loaded = loaded._replace(status=Status.ROTATING)
         return loaded, values
 
     def _inherit(
@@ -217,7 +233,7 @@ class SessionEngine:
         else:
             key = state.key
         token = cookie_token if unread else state.token
-        ours = key is not None and self.users.end(key, token)
+        ours = key is not None and self.users.end(key, token, reason="destroy")
         if predecessor is not None and (state.inherited or (unread and not ours)):
             predecessor.forget()  # the cookie may name a session of the old store
         return state.started(Status.DESTROYED, now_ms())
@@ -226,7 +242,7 @@ class SessionEngine:
         """Return the id the admin shows for the record at ``key``: never a token."""
         return self.store.keys.public_id(key)
 
-    def commit(self, session: Session) -> Outcome:
+    def commit(self, session: Session, *, rotate: bool = True) -> Outcome:
         """Save what the request did to the session.
 
         A stored session is written with compare-and-set against the revision
@@ -240,104 +256,63 @@ class SessionEngine:
             the stored record is left as it was.
         :raises SessionConflictError: the record kept changing under us.
         :raises SessionStoreError: the store failed.
+
+        .. versionchanged:: 0.2
+            ``rotate``: False leaves a token due for rotation as it is, for a
+            save whose response can no longer carry a new cookie.
         """
         state, values = session._snapshot()
         if state.status is Status.UNLOADED:
             return Outcome.UNTOUCHED
+        if state.status is Status.ROTATING and not rotate:
+            state = state._replace(status=Status.LOADED)
         if self._logged_in(state, values):
             state = state._replace(status=Status.RENEWED)  # a new token for a new user
         fresh_token = new_token()  # where a new or renewed session goes
-        save = self._save if self.user_key is None else self._save_indexed
         try:
-            outcome, saved_state, saved = save(state, values, fresh_token)
+            outcome, saved_state, saved, was_at = self._saver.save(state, values, fresh_token)
         except SessionStoreError as error:
             if not self._writer.excuses(state, values, error):
                 raise
-            outcome, saved_state, saved = Outcome.UNCHANGED, state, values
+            outcome, saved_state, saved, was_at = Outcome.UNCHANGED, state, values, None
         session._adopt(saved_state, saved if saved is not values else None)
         if state.inherited:
             self._forget(session._predecessor)
-        if outcome in _WRITTEN:
-            session.modified = True  # a nested change was found: the cookie goes out too
+        if outcome in WRITTEN or saved_state.token not in (None, session._cookie_token):
+            # A change was found (a nested one too), or the cookie's token was
+            # rotated by another request: the cookie goes out.
+            session.modified = True
+        self._announce(outcome, state, values, saved_state, was_at)
         return outcome
 
-    def _save_indexed(
-        self, state: SessionState, values: dict[Any, Any], fresh_token: str
-    ) -> tuple[Outcome, SessionState, dict[Any, Any]]:
-        """Save, keeping the user index in step: enter first, write, then settle.
-
-        See :mod:`.users` for why this order means no session outlives a
-        "log out everywhere" that overlaps its write.
-        """
-        before = (state.user, state.key)
-        user = self.users.user_of(values)
-        key = self._writer.destination(state, values, fresh_token)
-        renewed = state.status is Status.RENEWED
-        deadline_ms = now_ms() + state.span_ms if renewed else state.deadline_ms
-        try:
-            rescore = state.expiry_set or state.rewrite  # a rewrite re-enters the current name
-            entry = self.users.enter(before, (user, key), deadline_ms, rescore=rescore)
-        except Purged:
-            assert state.key is not None
-            self.users.end(state.key)  # finish what the purge started
-            return Outcome.VANISHED, state, values
-        try:
-            outcome, saved_state, saved = self._save(state, values, fresh_token)
-        except BaseException:
-            if entry is not None:
-                self.users.withdraw(entry)
-            raise
-        if outcome not in _WRITTEN:
-            if entry is not None:
-                self.users.withdraw(entry)
-            return outcome, saved_state, saved
-        after = (self.users.user_of(saved), saved_state.key)
-        if not self.users.written(entry, before, after, saved_state.deadline_ms):
-            return Outcome.VANISHED, state, values  # its user's sessions were ended meanwhile
-        if after[0] != saved_state.user:
-            saved_state = saved_state._replace(user=after[0])
-        return outcome, saved_state, saved
+    def _announce(
+        self,
+        outcome: Outcome,
+        state: SessionState,
+        values: dict[Any, Any],
+        saved: SessionState,
+        was_at: str | None,
+    ) -> None:
+        """Send the signal for what a save did, if it began or ended a session or a token."""
+        if outcome is Outcome.CREATED and saved.key is not None:
+            self.announcer.created(saved.key, saved.user, "migrated" if state.inherited else "new")
+        elif outcome is Outcome.RENEWED and saved.key is not None and was_at is not None:
+            reason = "rotation" if state.status is Status.ROTATING else "renew"
+            if self._new_user(state, values):
+                reason = "login"
+            self.announcer.renewed(saved.key, was_at, saved.user, reason)
+        elif outcome is Outcome.ENDED and was_at is not None:
+            self.announcer.destroyed(was_at, state.user, "emptied")
 
     def _logged_in(self, state: SessionState, values: dict[Any, Any]) -> bool:
         """Whether the request put a different user into a stored session."""
-        if not (self.renew_on_login and state.status is Status.LOADED and state.token):
-            return False
-        user = self.users.user_of(values)
-        return user is not None and user != state.user
+        stored = state.status is Status.LOADED or state.status is Status.ROTATING
+        return self.renew_on_login and stored and self._new_user(state, values)
 
-    def _save(
-        self, state: SessionState, values: dict[Any, Any], fresh_token: str
-    ) -> tuple[Outcome, SessionState, dict[Any, Any]]:
-        """Write ``values``, merged into any concurrent write; return the outcome, state, values."""
-        changes: Changes | None = None
-        locked: tuple[str, str] | None = None
-        hold_until = 0.0
-        try:
-            for attempt in itertools.count(1):
-                outcome, state, current = self._writer.attempt(state, values, fresh_token)
-                if outcome is not None:
-                    return outcome, state, values
-                token, key = state.token, state.key
-                assert current is not None and token is not None and key is not None
-                if changes is None:
-                    changes = changes_since(state.stored_values, values)
-                found = self._writer.read(current, token, key)
-                if found is None:
-                    return Outcome.VANISHED, state, values
-                record, theirs = found
-                values, state = changes.applied_to(theirs), state.rebased(record)
-                if locked is None and attempt >= _OPTIMISTIC_ATTEMPTS:
-                    # Busy session: queue for its lock, so saves land one at a time.
-                    locked = (key, self._writer.lock(key))
-                    hold_until = time.monotonic() + _LOCK_HOLD_SECONDS
-                elif attempt >= self.min_attempts and time.monotonic() > hold_until:
-                    break
-        finally:
-            if locked is not None:
-                self.store.unlock(*locked)
-        raise SessionConflictError(
-            f"the session changed under each of {attempt} attempts to save it"
-        )
+    def _new_user(self, state: SessionState, values: dict[Any, Any]) -> bool:
+        """Whether ``values`` hold a user, and another than the stored session's."""
+        user = self.users.user_of(values)
+        return state.token is not None and user is not None and user != state.user
 
     def _forget(self, predecessor: Predecessor | None) -> None:
         """Delete an inherited session from the old store; a failure is logged (it expires)."""

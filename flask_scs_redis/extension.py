@@ -90,7 +90,7 @@ class RedisSessions:
         if "flask-session" in options.migrate_from:
             _check_apart_from_flask_session(options.prefix, app.config)
         interface = self.interface_class(
-            SessionEngine.from_options(_store(options), options),
+            SessionEngine.from_options(_store(options), options, sender=app),
             lifetime=options.lifetime,
             retry_after=None if options.propagate_unavailable else options.retry_after,
             permanent=options.cookie_persist,
@@ -119,8 +119,9 @@ class RedisSessions:
 
     def admin(self, app: Flask | None = None) -> SessionAdmin:
         """Return a :class:`SessionAdmin` over the sessions of ``app`` (default: current app)."""
-        engine = self.interface(app).engine
-        return SessionAdmin(engine.store, engine.user_key, sealer=engine.sealer)
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        engine = self.interface(target).engine
+        return SessionAdmin(engine.store, engine.user_key, sealer=engine.sealer, sender=target)
 
     def user_sessions(self, user: object) -> list[SessionInfo]:
         """Return ``user``'s live sessions, oldest first; ``current`` marks this request's."""

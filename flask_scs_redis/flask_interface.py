@@ -14,10 +14,10 @@ from .engine import SessionEngine
 from .errors import SessionError, SessionStoreUnavailable
 from .login import NEVER_STORED, strip_remember_cookie
 from .migration import predecessor
-from .options import MAX_DURATION, duration
 from .outages import BODY, STATUS, log_outage, outage_headers
 from .session import Predecessor, Session
 from .tokens import is_well_formed
+from .validation import MAX_DURATION, duration
 
 
 class RedisSessionInterface(SessionInterface):

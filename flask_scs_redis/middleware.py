@@ -84,6 +84,11 @@ class SessionMiddleware:
         ``SCS_ENCRYPTION_REQUIRED``: False, no server secrets, False; keys
         without ``encrypt`` only open what is sealed. It needs
         ``flask-scs-redis[encrypt]``.
+    ``rotate_every``, ``rotate_grace``
+        Token rotation, as ``SCS_ROTATE_EVERY`` and ``SCS_ROTATE_GRACE``: None
+        (off) and 10 seconds (see :mod:`.rotation`).
+
+    Its signals (see :mod:`.signals`) are sent with the middleware as sender.
 
     To change a cookie rule, override :meth:`should_set_cookie` or
     :meth:`get_expiration_time` in a subclass; :attr:`session_class` names
@@ -121,6 +126,8 @@ class SessionMiddleware:
         encrypt: bool = Options.encrypt,
         encryption_keys: Sequence[str | bytes] = Options.encryption_keys,
         encryption_required: bool = Options.encryption_required,
+        rotate_every: timedelta | float | None = Options.rotate_every,
+        rotate_grace: timedelta | float = Options.rotate_grace,
     ) -> None:
         if not callable(app):
             raise ConfigurationError(f"app must be a WSGI callable, not {app!r}")
@@ -150,8 +157,10 @@ class SessionMiddleware:
             encrypt=encrypt,
             encryption_keys=encryption_keys,
             encryption_required=encryption_required,
+            rotate_every=rotate_every,
+            rotate_grace=rotate_grace,
         )
-        self.engine = SessionEngine.from_options(store, self.options)
+        self.engine = SessionEngine.from_options(store, self.options, sender=self)
         opening = opening_only(self.options, "encryption_keys", "encrypt")
         if opening is not None:
             warnings.warn(opening, ConfigurationWarning, stacklevel=2)
@@ -174,7 +183,8 @@ class SessionMiddleware:
 
         .. versionadded:: 0.2
         """
-        return SessionAdmin(self.engine.store, self.engine.user_key, sealer=self.engine.sealer)
+        engine = self.engine
+        return SessionAdmin(engine.store, engine.user_key, sealer=engine.sealer, sender=self)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Open the request's session, run the app, and commit at ``start_response``."""
@@ -308,17 +318,18 @@ class _Exchange:
             return  # ended elsewhere: nothing of this request is written back
         first_used_late = self.outcome is Outcome.UNTOUCHED
         try:
-            outcome = self.middleware.engine.commit(self.session)
+            # A rotation now would give a token the browser never gets.
+            outcome = self.middleware.engine.commit(self.session, rotate=False)
         except SessionError as error:
             # The status went out already: say plainly that nothing was saved.
             logger.error("the session changed after start_response and was NOT saved: %s", error)
             raise
-        if outcome in (Outcome.CREATED, Outcome.ENDED):
+        if outcome in (Outcome.CREATED, Outcome.RENEWED, Outcome.ENDED):
             logger.warning(
                 "the session was %s after start_response, so the cookie could not be %s:"
                 " the browser will not see it; change the session before start_response",
-                "started" if outcome is Outcome.CREATED else "ended",
-                "set" if outcome is Outcome.CREATED else "deleted",
+                "ended" if outcome is Outcome.ENDED else "given a new token",
+                "deleted" if outcome is Outcome.ENDED else "set",
             )
         elif first_used_late and self.session.accessed:
             logger.warning(

@@ -12,23 +12,29 @@ checks on arguments given to them directly, through :func:`check`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
 from .errors import ConfigurationError
 from .sealing import secrets_from
+from .validation import MAX_DURATION as MAX_DURATION
+from .validation import (
+    Check,
+    check_rotation,
+    count,
+    duration,
+    flag,
+    grace,
+    optional,
+    positive_int,
+    text,
+)
 
 #: The absolute lifetime where no framework sets one (Flask's is its
 #: ``PERMANENT_SESSION_LIFETIME``): a day, as in SCS.
 DEFAULT_LIFETIME = timedelta(hours=24)
-
-#: The longest duration any option takes: 100 years. A deadline past the
-#: year 9999 is no datetime (no cookie ``Expires``, no ``session.expires``),
-#: and a socket timeout past 2**63 ns (292 years) overflows; within the bound
-#: both hold until the year 9899, and it refuses nothing a real app needs.
-MAX_DURATION = timedelta(days=36525)
 
 # RFC 6265 cookie-name: an RFC 7230 token.
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -38,8 +44,6 @@ _FLASK_LIFETIME = "PERMANENT_SESSION_LIFETIME"
 # Flask-Session's, honoured where SCS_PERMANENT is unset.
 _FLASK_SESSION_PERMANENT = "SESSION_PERMANENT"
 
-_Check = Callable[[str, Any], Any]
-
 
 class ConfigurationWarning(UserWarning):
     """A config key that nothing reads: a misspelt ``SCS_*`` key, or a Flask-Session leftover.
@@ -48,65 +52,6 @@ class ConfigurationWarning(UserWarning):
 
     .. versionadded:: 0.2
     """
-
-
-def duration(name: str, value: Any) -> timedelta:
-    """Return ``value`` (a timedelta or a number of seconds) as a positive timedelta.
-
-    :raises ConfigurationError: the value is not a positive duration of at
-        most :data:`MAX_DURATION`.
-    """
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            result = timedelta(seconds=value)
-        except (OverflowError, ValueError):  # inf, nan, or past timedelta's range
-            raise ConfigurationError(f"{name} must be a finite duration, not {value!r}") from None
-    else:
-        raise ConfigurationError(
-            f"{name} must be a timedelta or a number of seconds, not {value!r}"
-        )
-    if result <= timedelta(0):
-        raise ConfigurationError(f"{name} must be positive, not {value!r}")
-    if result > MAX_DURATION:
-        raise ConfigurationError(
-            f"{name} must be at most 100 years (timedelta(days=36525)), not {value!r}"
-        )
-    return result
-
-
-def positive_int(name: str, value: Any) -> int:
-    """Return ``value`` if it is an int above zero."""
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigurationError(f"{name} must be a whole number above zero, not {value!r}")
-    return value
-
-
-def count(name: str, value: Any) -> int:
-    """Return ``value`` if it is an int from zero up."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigurationError(f"{name} must be a whole number from zero up, not {value!r}")
-    return value
-
-
-def flag(name: str, value: Any) -> bool:
-    """Return ``value`` if it is True or False."""
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be True or False, not {value!r}")
-    return value
-
-
-def text(name: str, value: Any) -> str:
-    """Return ``value`` if it is a str."""
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a str, not {value!r}")
-    return value
-
-
-def _optional(check: _Check) -> _Check:
-    """The same check, with None allowed and returned as is."""
-    return lambda name, value: None if value is None else check(name, value)
 
 
 def _client_or_url(name: str, value: Any) -> Any:
@@ -161,7 +106,7 @@ def _not_empty(name: str, value: Any) -> str:
     return str(value)
 
 
-def _option(default: Any, check: _Check, config: str | None = None) -> Any:
+def _option(default: Any, check: Check, config: str | None = None) -> Any:
     """A field of :class:`Options`: its default, its check, and its Flask config key."""
     return field(default=default, metadata={"check": check, "config": config})
 
@@ -191,25 +136,23 @@ class Options:
     # The session lifecycle.
     #: The absolute cap. None: under Flask, no cap; under the middleware,
     #: :data:`DEFAULT_LIFETIME`.
-    lifetime: timedelta | None = _option(None, _optional(duration), "SCS_LIFETIME")
+    lifetime: timedelta | None = _option(None, optional(duration), "SCS_LIFETIME")
     #: The sliding window. None: under Flask, ``PERMANENT_SESSION_LIFETIME``
     #: (read at request time); under the middleware, none.
-    idle_timeout: timedelta | None = _option(None, _optional(duration), "SCS_IDLE_TIMEOUT")
+    idle_timeout: timedelta | None = _option(None, optional(duration), "SCS_IDLE_TIMEOUT")
     max_size: int = _option(65536, positive_int, "SCS_MAX_SIZE")
     #: Attempts a contended save makes at the least before it gives up.
     min_attempts: int = _option(16, positive_int)
-    user_key: str | None = _option("_user_id", _optional(text), "SCS_USER_KEY")
+    user_key: str | None = _option("_user_id", optional(text), "SCS_USER_KEY")
     renew_on_login: bool = _option(True, flag, "SCS_RENEW_ON_LOGIN")
     max_sessions_per_user: int | None = _option(
-        None, _optional(positive_int), "SCS_MAX_SESSIONS_PER_USER"
+        None, optional(positive_int), "SCS_MAX_SESSIONS_PER_USER"
     )
     #: Flask-Login integration (Flask only): see :mod:`.login`.
     flask_login: bool = _option(True, flag, "SCS_FLASK_LOGIN")
     #: A remembered session's own lifetime where login_user gets no duration;
     #: None: Flask-Login's REMEMBER_COOKIE_DURATION.
-    remember_lifetime: timedelta | None = _option(
-        None, _optional(duration), "SCS_REMEMBER_LIFETIME"
-    )
+    remember_lifetime: timedelta | None = _option(None, optional(duration), "SCS_REMEMBER_LIFETIME")
     #: The stores whose sessions a request takes up where ours does not know
     #: its cookie (Flask only): see :data:`MIGRATION_SOURCES`.
     migrate_from: tuple[str, ...] = _option((), _sources, "SCS_MIGRATE_FROM")
@@ -220,6 +163,10 @@ class Options:
     encryption_keys: tuple[bytes, ...] = _option((), secrets_from, "SCS_ENCRYPTION_KEYS")
     #: Refuse records stored in the clear, once none is left (see :mod:`.sealing`).
     encryption_required: bool = _option(False, flag, "SCS_ENCRYPTION_REQUIRED")
+    #: Give a session a new token when its token is this old (see :mod:`.rotation`).
+    rotate_every: timedelta | None = _option(None, optional(duration), "SCS_ROTATE_EVERY")
+    #: How long a rotated token still opens its session.
+    rotate_grace: timedelta = _option(timedelta(seconds=10), grace, "SCS_ROTATE_GRACE")
 
     # Outages, as the Flask extension answers them.
     retry_after: int = _option(5, positive_int, "SCS_RETRY_AFTER")
@@ -227,7 +174,7 @@ class Options:
 
     # The cookie under the WSGI middleware (Flask apps use Flask's SESSION_COOKIE_* keys).
     cookie_name: str = _option("session", _cookie_name)
-    cookie_domain: str | None = _option(None, _optional(text))
+    cookie_domain: str | None = _option(None, optional(text))
     cookie_path: str = _option("/", _cookie_path)
     cookie_secure: bool = _option(False, flag)
     cookie_httponly: bool = _option(True, flag)
@@ -308,6 +255,11 @@ class Options:
                 f" {label('encryption_keys')}: without a server secret, anyone who can write"
                 " to Redis can seal a record for a token of their own"
             )
+        check_rotation(
+            options.rotate_every,
+            options.rotate_grace,
+            (label("rotate_every"), label("rotate_grace")),
+        )
         if options.cookie_samesite == "None" and not options.cookie_secure:
             raise ConfigurationError(
                 f"{label('cookie_samesite')}='None' needs {label('cookie_secure')}=True;"

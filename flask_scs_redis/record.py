@@ -1,17 +1,20 @@
 """The stored record: the session's encoded values plus what the engine needs.
 
 A record is a msgpack array ``[format, revision, deadline_ms, created_ms,
-values, last_seen_ms, description, lifetime_ms, idle_ms]``: the format
+values, last_seen_ms, description, lifetime_ms, idle_ms, issued_ms,
+forward]``: the format
 version; a revision that every write increments; the absolute deadline, the
 creation time and the time of the last write in Unix milliseconds; the values
 as encoded by :mod:`.codec`, kept as one opaque byte string so the engine can
 tell a change by comparing bytes; an optional short description of the
 client that the app may set; and the session's own lifetime and idle timeout
 in milliseconds, set by ``Session.set_expiry`` (nil: the app's; an idle
-timeout of 0: none). The last two are written only when set, and the read
-script finds the idle timeout by walking the fields before it. Readers need
-the first five fields and ignore what they don't know, so later versions may
-append more.
+timeout of 0: none); when the token was issued, which token rotation reads
+(see :mod:`.rotation`); and, in the record a rotated token leaves behind for
+its grace window, the new token masked for the old (:func:`.tokens.forward`).
+The last four are written only when set, and the read script finds the idle
+timeout by walking the fields before it. Readers need the first five fields
+and ignore what they don't know, so later versions may append more.
 
 With encryption at rest (see :mod:`.sealing`) the values field holds them
 sealed under the session's token, with every other field authenticated
@@ -53,6 +56,10 @@ class Record(NamedTuple):
     lifetime_ms: int | None = None
     #: The session's own idle timeout; 0: none; None: the app's.
     idle_ms: int | None = None
+    #: When its token was issued (None: as old as the session).
+    issued_ms: int | None = None
+    #: In a rotated token's record, the new token, masked for the old one.
+    forward: bytes | None = None
     #: The bytes that begin the stored record, up to its revision (not stored apart).
     tag: bytes = b""
     #: Whether the values were stored sealed (not stored apart).
@@ -90,7 +97,11 @@ def pack_record(
         record.last_seen_ms,
         record.description,
     )
-    if record.lifetime_ms is not None or record.idle_ms is not None:
+    if record.forward is not None:
+        fields += (record.lifetime_ms, record.idle_ms, record.issued_ms, record.forward)
+    elif record.issued_ms is not None:
+        fields += (record.lifetime_ms, record.idle_ms, record.issued_ms)
+    elif record.lifetime_ms is not None or record.idle_ms is not None:
         fields += (record.lifetime_ms, record.idle_ms)
     blob = msgpack.packb(fields, use_bin_type=True)
     return blob, blob[: _tag_length(record.revision)]
@@ -124,6 +135,8 @@ def unpack_record(blob: bytes) -> Record:
     description = fields[6] if len(fields) > 6 and type(fields[6]) is str else None
     lifetime_ms = _own(fields, 7, least=1)
     idle_ms = _own(fields, 8, least=0)
+    issued_ms = fields[9] if len(fields) > 9 and type(fields[9]) is int else None
+    forward = fields[10] if len(fields) > 10 and type(fields[10]) is bytes else None
     tag = blob[: _tag_length(revision)]
     return Record(
         revision,
@@ -134,6 +147,8 @@ def unpack_record(blob: bytes) -> Record:
         description,
         lifetime_ms,
         idle_ms,
+        issued_ms,
+        forward,
         tag,
         is_sealed(values),
     )
@@ -141,19 +156,19 @@ def unpack_record(blob: bytes) -> Record:
 
 def _metadata(record: Record) -> bytes:
     """The fields sealed values are authenticated with: all but the values, as read."""
-    return msgpack.packb(
-        (
-            FORMAT_VERSION,
-            record.revision,
-            record.deadline_ms,
-            record.created_ms,
-            record.last_seen_ms,
-            record.description,
-            record.lifetime_ms,
-            record.idle_ms,
-        ),
-        use_bin_type=True,
+    fields: tuple[Any, ...] = (
+        FORMAT_VERSION,
+        record.revision,
+        record.deadline_ms,
+        record.created_ms,
+        record.last_seen_ms,
+        record.description,
+        record.lifetime_ms,
+        record.idle_ms,
     )
+    if record.issued_ms is not None:  # sealed before 0.2's rotation: without it
+        fields += (record.issued_ms,)
+    return msgpack.packb(fields, use_bin_type=True)
 
 
 def open_record(record: Record, sealer: Sealer | None, token: str | None) -> Record:

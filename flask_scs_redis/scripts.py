@@ -25,15 +25,21 @@ return 1
 """
 
 # Moves a record to a new key on one server, all or nothing. KEYS[1] is the
-# old key, KEYS[2] the new; ARGV as for COMPARE_AND_SET. The SET comes first:
-# when Redis refuses it (OOM), the script stops before the DEL and the old
-# record stays as it was. Answers as COMPARE_AND_SET does, about KEYS[1].
+# old key, KEYS[2] the new; ARGV as for COMPARE_AND_SET. The old key is
+# deleted, or, if ARGV[4] is not empty, left holding ARGV[4] until the Unix ms
+# time ARGV[5] (a rotated token's forwarding record). The SET comes first:
+# when Redis refuses it (OOM), the script stops before the old key changes.
+# Answers as COMPARE_AND_SET does, about KEYS[1].
 MOVE = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 if string.sub(current, 1, string.len(ARGV[1])) ~= ARGV[1] then return current end
 redis.call('SET', KEYS[2], ARGV[2], 'PXAT', ARGV[3])
-redis.call('DEL', KEYS[1])
+if ARGV[4] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[4], 'PXAT', ARGV[5])
+end
 return 1
 """
 

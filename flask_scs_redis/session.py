@@ -12,8 +12,8 @@ from flask.sessions import SessionMixin
 from .backend import Predecessor, SessionBackend
 from .clock import milliseconds, moment, now_ms
 from .errors import SessionStoreUnavailable
-from .options import duration
 from .state import SessionState, Status
+from .validation import duration
 
 __all__ = ["Predecessor", "Session", "SessionBackend", "Status"]
 
@@ -262,11 +262,12 @@ class Session(dict[str, Any], SessionMixin):
 
         Call it on login and on any change of privilege, so a token planted
         before login (session fixation) is worthless after it. The absolute
-        lifetime starts again.
+        lifetime starts again. Unlike a rotation, it leaves the old token no
+        grace: a request still in flight with it finds no session.
         """
         self._ensure_loaded()
         state = self._state
-        if state.token is not None and state.status is Status.LOADED:
+        if state.token is not None and state.status in (Status.LOADED, Status.ROTATING):
             self._state = state._replace(status=Status.RENEWED)
 
     def destroy(self) -> None:

@@ -26,6 +26,10 @@ class Status(enum.Enum):
     LOADED = "loaded"
     #: As LOADED, and the save moves the values to a new token.
     RENEWED = "renewed"
+    #: As LOADED, and the token is due for rotation: the save moves the values
+    #: to a new token, keeping the deadline, and leaves the old token its
+    #: grace window (see :mod:`.rotation`).
+    ROTATING = "rotating"
     #: The record was deleted; a write starts a new session with a new token.
     DESTROYED = "destroyed"
 
@@ -46,8 +50,10 @@ class Outcome(enum.Enum):
     UNCHANGED = "unchanged"
     #: The record was rewritten under the same token.
     SAVED = "saved"
-    #: The values were stored under a new token (a new or renewed session).
+    #: The values were stored under a new token: a new session.
     CREATED = "created"
+    #: The values moved to a new token: a renewal, a login or a rotation.
+    RENEWED = "renewed"
     #: The session was destroyed or emptied: remove the cookie.
     ENDED = "ended"
     #: The record disappeared before the save (ended elsewhere or expired),
@@ -56,7 +62,7 @@ class Outcome(enum.Enum):
 
 
 #: Outcomes after which the cookie carries a token that the store knows.
-LIVE_OUTCOMES = frozenset({Outcome.UNCHANGED, Outcome.SAVED, Outcome.CREATED})
+LIVE_OUTCOMES = frozenset({Outcome.UNCHANGED, Outcome.SAVED, Outcome.CREATED, Outcome.RENEWED})
 
 
 class SessionState(NamedTuple):
@@ -99,6 +105,8 @@ class SessionState(NamedTuple):
     #: Whether the stored record must be rewritten at the next save, changed
     #: or not: it is stored otherwise than the sealer stores now (see :mod:`.sealing`).
     rewrite: bool = False
+    #: When the token was issued; None: as old as the session (see :mod:`.rotation`).
+    issued_ms: int | None = None
 
     @property
     def span_ms(self) -> int:
@@ -168,6 +176,7 @@ class SessionState(NamedTuple):
             record.idle_ms,
             False,
             record.rewrite,
+            record.issued_ms,
         )
         return state._replace(expiry_ms=expiry(record.deadline_ms, now_ms, state.window_ms))
 
@@ -186,6 +195,7 @@ class SessionState(NamedTuple):
             last_seen_ms=record.last_seen_ms,
             stored_description=record.description,
             description=self.description if own else record.description,
+            issued_ms=record.issued_ms,
         )
         if self.expiry_set:
             return state
@@ -194,6 +204,14 @@ class SessionState(NamedTuple):
             own_lifetime_ms=record.lifetime_ms,
             own_idle_ms=record.idle_ms,
         )
+
+    def forwarded(self, record: Record, token: str, key: str) -> SessionState:
+        """This state moved to ``token``, whose record another request's rotation wrote.
+
+        As :meth:`rebased`; a rotation this request was to make is made already.
+        """
+        status = Status.LOADED if self.status is Status.ROTATING else self.status
+        return self._replace(status=status, token=token, key=key).rebased(record)
 
     def expiring(self, now_ms: int, lifetime_ms: int | None, idle_ms: int | None) -> SessionState:
         """This state with an expiry of its own from ``now_ms``; ``idle_ms`` 0: no idle timeout.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from operator import methodcaller
 from typing import Any
@@ -128,10 +128,7 @@ class RedisStore:
         return self.prefix + session_id
 
     def fetch(self, keys: list[str]) -> list[tuple[bytes | None, int]]:
-        """Return each key's record and milliseconds to live, in one pipelined round trip.
-
-        A missing record comes back as ``(None, -2)``.
-        """
+        """Each key's record and milliseconds to live (``(None, -2)``: none), in one round trip."""
         if not keys:
             return []
         with translated_errors():
@@ -147,9 +144,8 @@ class RedisStore:
     ) -> bytes | None:
         """Return the record at ``key``, or None.
 
-        With ``idle_expiry_ms`` or ``sliding``, one script also moves the expiry: by the
-        record's own idle timeout, else to ``idle_expiry_ms`` (a Unix time), never past
-        the record's deadline. Without either, a plain GET.
+        With ``idle_expiry_ms`` or ``sliding``, one script also moves the expiry, never
+        past the record's deadline: by its own idle timeout, else to ``idle_expiry_ms``.
 
         .. versionchanged:: 0.2 ``sliding``, and the record's own idle timeout.
         """
@@ -160,10 +156,9 @@ class RedisStore:
             return self._read(keys=[key], args=[now_ms(), until])  # type: ignore[no-any-return]
 
     def create(self, key: str, record: bytes, expiry_ms: int) -> bool:
-        """Write a new record at ``key``, expiring at the Unix time ``expiry_ms``.
+        """Write a new record at ``key`` until the Unix time ``expiry_ms``, unless one is there.
 
-        One SET NX PXAT: nothing is written if the key exists. Return whether
-        the record was written.
+        One SET NX PXAT. Return whether the record was written.
         """
         with translated_errors():
             if not self.min_replicas:
@@ -176,8 +171,7 @@ class RedisStore:
     def replace(self, key: str, record: bytes, expiry_ms: int, *, expected: bytes) -> Write:
         """Overwrite the record at ``key`` if it is still the revision tagged ``expected``.
 
-        One EVALSHA of a compare-and-set script, with the expiry set in the
-        same write.
+        One EVALSHA of a compare-and-set script, which sets the expiry too.
         """
         return self._compare_and_set_at(key, expected, record, expiry_ms)
 
@@ -186,25 +180,34 @@ class RedisStore:
         return self._compare_and_set_at(key, expected, b"", 0)
 
     def move(
-        self, key: str, *, expected: bytes, new_key: str, record: bytes, expiry_ms: int
+        self,
+        key: str,
+        *,
+        expected: bytes,
+        new_key: str,
+        record: bytes,
+        expiry_ms: int,
+        leave: tuple[bytes, int] | None = None,
     ) -> Write:
         """Move a record: write ``record`` at ``new_key`` and delete ``key``, all or nothing.
 
-        Only if ``key`` still holds the revision ``expected``; the answer is
-        about ``key``, and unless it is done nothing is left at ``new_key``.
-        On one server it is one script, which writes before it deletes, so a
-        refused write (OOM) leaves ``key`` as it was. On a Cluster, where the
-        keys may live on different primaries, and when replicas must
-        acknowledge, ``new_key`` is written (and acknowledged) first and
-        ``key`` deleted second; should the second step fail or find ``key``
-        changed, ``new_key`` is deleted again. Once the new record is
-        acknowledged, a delete of the old one that fewer replicas acknowledge
-        still counts: failing the move then would leave the client with a
-        token whose record the primary has already deleted.
+        With ``leave``, ``key`` is left holding that record (a rotated token's
+        forwarding record) until its expiry (Unix ms) instead. Only if ``key``
+        still holds the revision ``expected``; the answer is about ``key``, and
+        unless it is done nothing is left at ``new_key``. On one server it is
+        one script, which writes ``new_key`` first, so a refused write (OOM)
+        leaves ``key`` as it was. On a Cluster, and when replicas must
+        acknowledge, ``new_key`` is written (and acknowledged) first and ``key``
+        changed second, with ``new_key`` deleted again should that fail. A
+        change of ``key`` that fewer replicas acknowledge still counts: the
+        primary has it, and the client's only way on is the new token.
         """
+        left, left_until = leave or (b"", 0)
         if not (self._cluster or self.min_replicas):
             with translated_errors():
-                answer = self._move(keys=[key, new_key], args=[expected, record, expiry_ms])
+                answer = self._move(
+                    keys=[key, new_key], args=[expected, record, expiry_ms, left, left_until]
+                )
             return Write.from_answer(answer)
         try:
             with translated_errors():
@@ -212,19 +215,15 @@ class RedisStore:
                     self._durably(new_key, lambda pipe: pipe.set(new_key, record, pxat=expiry_ms))
                 else:
                     self.client.set(new_key, record, pxat=expiry_ms)
-            write = self._compare_and_set_at(key, expected, b"", 0, acknowledged=False)
+            write = self._compare_and_set_at(key, expected, left, left_until, acknowledged=False)
         except BaseException:
-            self._forget(new_key)
+            with contextlib.suppress(SessionStoreError):  # a copy nobody has the token of
+                self.delete(new_key)
             raise
         if write.status is not WriteStatus.DONE:
-            self._forget(new_key)
+            with contextlib.suppress(SessionStoreError):
+                self.delete(new_key)
         return write
-
-    def _forget(self, key: str) -> None:
-        """Delete what a failed move wrote at ``key``, if the store lets us."""
-        # The copy holds a token nobody was given, and expires with its TTL.
-        with contextlib.suppress(SessionStoreError):
-            self.delete(key)
 
     def _compare_and_set_at(
         self, key: str, expected: bytes, record: bytes, expiry_ms: int, *, acknowledged: bool = True
@@ -256,10 +255,8 @@ class RedisStore:
     def lock(self, key: str, *, ttl_ms: int = 2000) -> str | None:
         """Take the write lock of the record at ``key``; return its holder id, or None.
 
-        Saves normally need no lock. A save that keeps losing the
-        compare-and-set takes this lock, so the saves that queue behind it
-        go one at a time and each one lands. The lock expires by itself
-        after ``ttl_ms``, should its holder die.
+        A save that keeps losing the compare-and-set takes it, so the saves
+        queued behind it land one at a time. It expires after ``ttl_ms``.
         """
         holder = secrets.token_hex(8)
         with translated_errors():
@@ -272,29 +269,29 @@ class RedisStore:
             self._unlock(keys=[self.keys.lock(key)], args=[holder])
 
     def delete(self, *keys: str) -> int:
-        """Delete the records at ``keys``, whatever they hold; return how many existed.
+        """Delete the records at ``keys``, whatever they hold; return how many existed."""
+        return sum(self.deleted(keys))
+
+    def deleted(self, keys: Sequence[str]) -> list[bool]:
+        """Delete the records at ``keys``, whatever they hold; return whether each existed.
 
         One DEL a key, pipelined when there are several, so it works on a Cluster.
         """
         with translated_errors():
             if self.min_replicas:
-                return sum(
-                    self._durably(key, methodcaller("delete", key), unless=_never)[0]
+                return [
+                    bool(self._durably(key, methodcaller("delete", key), unless=_never)[0])
                     for key in keys
-                )
+                ]
             if len(keys) == 1:  # the common case, without a pipeline's cost
-                return int(self.client.delete(keys[0]))
+                return [bool(self.client.delete(keys[0]))]
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.delete(key)
-            return sum(pipe.execute())
+            return [bool(found) for found in pipe.execute()]
 
     def take(self, key: str) -> bytes | None:
-        """Delete the record at ``key`` and return it, or None.
-
-        Whatever else is at ``key`` (an application's key under a shared
-        prefix) is left alone.
-        """
+        """Delete the record at ``key`` and return it, or None; anything else there stays."""
         with translated_errors():
             if self.min_replicas:
                 (blob,) = self._durably(
@@ -303,20 +300,21 @@ class RedisStore:
                 return blob  # type: ignore[no-any-return]
             return self._take(keys=[key], args=[1])  # type: ignore[no-any-return]
 
-    def delete_written(self, keys: list[str], *, indexes: bool = False) -> int:
+    def delete_written(
+        self, keys: list[str], *, indexes: bool = False, returning: bool = False
+    ) -> list[tuple[str, bytes | None]]:
         """Delete the records (or, with ``indexes``, the user indexes) at ``keys``.
 
         A key that holds something else is left alone. One pipelined round
-        trip; return how many were deleted.
+        trip; return the keys deleted, each with its record if ``returning``.
         """
-        if not keys:
-            return 0
         script = DELETE_INDEX if indexes else TAKE_RECORD
         with translated_errors():
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
-                pipe.eval(script, 1, key, 0)
-            return sum(1 for answer in pipe.execute() if answer)
+                pipe.eval(script, 1, key, int(returning))
+            answers = pipe.execute() if keys else []
+        return [(k, a if isinstance(a, bytes) else None) for k, a in zip(keys, answers) if a]
 
     def scan_keys(self, batch: int = 500, *, of: str = "sessions") -> Iterator[list[str]]:
         """Yield the keys of the records under this store's prefix, ``batch`` at a time.

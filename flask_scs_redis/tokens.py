@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import secrets
 
@@ -43,3 +44,30 @@ def token_digest(token: str) -> str:
 def digest_text(digest: bytes) -> str:
     """Return ``digest`` as base64url without padding (43 characters for 32 bytes)."""
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+_FORWARD_LABEL = b"flask-scs-redis token forwarding"
+
+
+def _pad(old_token: str) -> bytes:
+    # HMAC keyed by the old token: another function of it than its store id
+    # (SHA-256), so the id gives nothing towards the pad.
+    return hmac.new(old_token.encode("ascii"), _FORWARD_LABEL, hashlib.sha256).digest()
+
+
+def forward(old_token: str, new_token: str) -> bytes:
+    """Return ``new_token`` masked so that only ``old_token`` unmasks it (see :func:`followed`).
+
+    A rotated session's old record keeps this for its grace window: a request
+    that comes with the old token learns the new one, and nobody else does.
+    """
+    raw = base64.urlsafe_b64decode(new_token + "=")
+    return bytes(a ^ b for a, b in zip(raw, _pad(old_token)))
+
+
+def followed(old_token: str, masked: bytes) -> str | None:
+    """Return the token that :func:`forward` masked for ``old_token``, or None if malformed."""
+    if len(masked) != TOKEN_BYTES:
+        return None
+    raw = bytes(a ^ b for a, b in zip(masked, _pad(old_token)))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

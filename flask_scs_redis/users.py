@@ -22,10 +22,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
 
+from .clock import now_ms
 from .errors import SessionStoreError
 from .indexes import Indexes
-from .record import CorruptRecordError, read_record
+from .record import CorruptRecordError, Record, read_record
+from .rotation import MOST_HOPS, follow
 from .sealing import Sealer
+from .signals import Announcer
 from .store import RedisStore
 
 logger = logging.getLogger("flask_scs_redis")
@@ -65,7 +68,8 @@ class UserIndex:
 
     With ``user_key`` None nothing is indexed. With ``keep_at_most``, indexing
     a user's session past that many live ones destroys their oldest. With a
-    ``sealer``, records are read with it and users named by its secret.
+    ``sealer``, records are read with it and users named by its secret. The
+    sessions it ends are announced by ``announcer`` (see :mod:`.signals`).
     """
 
     def __init__(
@@ -74,38 +78,63 @@ class UserIndex:
         user_key: str | None,
         keep_at_most: int | None = None,
         sealer: Sealer | None = None,
+        announcer: Announcer | None = None,
     ) -> None:
         self.store = store
         self.user_key = user_key
         self.keep_at_most = keep_at_most
         self.sealer = sealer
         self.indexes = Indexes(store, sealer)
+        self.announcer = announcer or Announcer(self, store.keys.public_id)
 
     def user_of(self, values: Mapping[Any, Any]) -> str | None:
         """Return the user that session ``values`` hold, as a str, or None."""
         user = values.get(self.user_key) if self.user_key is not None else None
         return None if user is None else str(user)
 
-    def end(self, key: str, token: str | None = None) -> bool:
+    def end(self, key: str, token: str | None = None, *, reason: str | None = None) -> bool:
         """Delete the record at ``key`` and take it out of its user's index.
 
         One script both deletes the record and tells whose index to clean, so
         the index is cleaned for exactly the record that was deleted. Sealed
         values tell their user only to their ``token``; without it the entry
-        stays, and is pruned as a dead one later. Return whether there was a
-        record.
+        stays, and is pruned as a dead one later. A rotated token's
+        forwarding record is followed with ``token``, and the session it
+        leads to ended too (see :mod:`.rotation`). With a ``reason``, the
+        end is announced. Return whether there was a session.
         """
-        blob = self.store.take(key)
-        if blob is None:
-            return False
-        if self.user_key is not None:
-            try:
-                user = self.user_of(read_record(blob, self.sealer, token)[1])
-            except CorruptRecordError:
-                user = None
-            if user is not None:
-                self.indexes.remove(user, self.store.id_of(key), everywhere=True)
+        for _ in range(MOST_HOPS):
+            blob = self.store.take(key)
+            if blob is None:
+                return False
+            record, values = self._opened(blob, token)
+            next_token = (
+                None if record is None or token is None else follow(record, token, now_ms())
+            )
+            if next_token is None:
+                break
+            key, token = self.store.key_for(next_token), next_token
+        if record is not None and not values:
+            return False  # emptied, or a forwarding record past its grace or without the token
+        user = self.user_of(values)
+        if user is not None:
+            self.indexes.remove(user, self.store.id_of(key), everywhere=True)
+        if reason is not None:
+            self.announcer.destroyed(key, user, reason)
         return True
+
+    def taken(self, key: str, blob: bytes, reason: str) -> None:
+        """Announce the end of the record ``blob``, deleted at ``key``, if it was a session."""
+        record, values = self._opened(blob, None)
+        if record is None or values:  # not emptied, nor a forwarding record
+            self.announcer.destroyed(key, self.user_of(values), reason)
+
+    def _opened(self, blob: bytes, token: str | None) -> tuple[Record | None, dict[Any, Any]]:
+        """The record in ``blob`` and its values; None and no values where it cannot be read."""
+        try:
+            return read_record(blob, self.sealer, token)
+        except CorruptRecordError:  # sealed, and no token to open it; or corrupt
+            return None, {}
 
     def end_all(self, user: str, *, keep_id: str | None = None) -> int:
         """End every session of ``user`` but the store id ``keep_id``; return how many.
@@ -114,8 +143,13 @@ class UserIndex:
         a session renewed meanwhile finds its entry gone and deletes its
         own new record (see :meth:`settle`).
         """
-        ids = self.indexes.take(user, keep=keep_id)
-        return self.store.delete(*[self.store.key_of(session_id) for session_id in ids])
+        keys = [
+            self.store.key_of(session_id) for session_id in self.indexes.take(user, keep=keep_id)
+        ]
+        ended = [key for key, found in zip(keys, self.store.deleted(keys)) if found]
+        for key in ended:
+            self.announcer.destroyed(key, user, "logout-everywhere")
+        return len(ended)
 
     def enter(
         self, before: Place, after: Place, deadline_ms: int, *, rescore: bool = False
@@ -190,9 +224,11 @@ class UserIndex:
             live = [i for i, found in zip(entry.others, alive) if found]
             dead = [i for i, found in zip(entry.others, alive) if not found]
             excess = 0 if self.keep_at_most is None else len(live) + 1 - self.keep_at_most
-            ended = live[: max(0, excess)]
-            self.store.delete(*[self.store.key_of(session_id) for session_id in ended])
-            self.indexes.remove(entry.user, *dead, *ended)
+            ended = [self.store.key_of(session_id) for session_id in live[: max(0, excess)]]
+            for key, found in zip(ended, self.store.deleted(ended)):
+                if found:
+                    self.announcer.destroyed(key, entry.user, "evicted")
+            self.indexes.remove(entry.user, *dead, *map(self.store.id_of, ended))
         return True
 
     def withdraw(self, entry: Entry) -> None:

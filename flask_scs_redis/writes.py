@@ -18,8 +18,10 @@ from .clock import now_ms
 from .codec import encode
 from .errors import SessionConflictError, SessionTooLargeError
 from .record import CorruptRecordError, Record, pack_record, read_record
+from .rotation import MOST_HOPS, follow, forwarding_record
 from .scripts import WriteStatus
 from .sealing import Sealer
+from .signals import Announcer
 from .state import Outcome, SessionState, Status
 from .store import RedisStore
 from .tokens import new_token, token_digest
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     #: request wrote first, which is there when and only when the outcome is None.
     #: A plain tuple, as it is made twice in every request.
     Attempt = tuple[Optional[Outcome], SessionState, Optional[bytes]]
+    #: A record read, its values, and the token and key it was found at.
+    Found = tuple[Record, dict[Any, Any], str, str]
 
 
 class Writer:
@@ -45,12 +49,23 @@ class Writer:
     Each key's expiry is set by the session's deadline and idle timeout,
     which its state holds. With a ``sealer`` the values are sealed under
     each session's token, and a record stored otherwise is rewritten at its next save.
+    A rotated token is left a forwarding record for ``grace_ms`` (see :mod:`.rotation`).
     """
 
-    def __init__(self, store: RedisStore, max_size: int, sealer: Sealer | None = None) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        max_size: int,
+        sealer: Sealer | None = None,
+        *,
+        grace_ms: int = 0,
+        announcer: Announcer | None = None,
+    ) -> None:
         self.store = store
         self.max_size = max_size
         self.sealer = sealer
+        self.grace_ms = grace_ms
+        self.announcer = announcer or Announcer(self, store.keys.public_id)
 
     def attempt(self, state: SessionState, values: dict[Any, Any], fresh_token: str) -> Attempt:
         """Make the one write that saves ``values``.
@@ -64,7 +79,7 @@ class Writer:
             if self._as_stored(state, encoded) and not state.rewrite:
                 return Outcome.UNCHANGED, state, None
             return self._replace(state, encoded)
-        if state.status is Status.RENEWED:
+        if state.status is Status.RENEWED or state.status is Status.ROTATING:
             return self._move(state, encoded, fresh_token)
         return self._create(state, encoded, fresh_token)
 
@@ -72,13 +87,21 @@ class Writer:
         """Tell whether a save of ``values`` that failed with ``error`` may pass, and log it.
 
         It may when it would only have rewritten the record as the store
-        keeps records now (see :mod:`.sealing`): nothing of the session
-        changed, so a read must not fail where the store refuses writes
-        (out of memory, a read-only replica). The next request tries again.
+        keeps records now (see :mod:`.sealing`), or rotated its token (see
+        :mod:`.rotation`): nothing of the session changed, so a read must not
+        fail where the store refuses writes (out of memory, a read-only
+        replica). The token stays as it was; the next request tries again.
         """
-        if not (state.rewrite and self._as_stored(state, encode(values))):
+        rotating = state.status is Status.ROTATING
+        quiet = state._replace(status=Status.LOADED) if rotating else state
+        unchanged = self._as_stored(quiet, encode(values))
+        if not ((state.rewrite or rotating) and unchanged):
             return False
-        logger.warning("a session was read but not rewritten as it is stored now: %s", error)
+        logger.warning(
+            "a session was read but not %s: %s",
+            "given a new token" if rotating else "rewritten as it is stored now",
+            error,
+        )
         return True
 
     @staticmethod
@@ -113,8 +136,31 @@ class Writer:
                 token_digest(token)[:12],
                 exc,
             )
-            self.store.delete(key)
+            if self.store.delete(key):
+                self.announcer.destroyed(key, None, "corrupt")
             return None
+
+    def resolve(
+        self, blob: bytes | None, token: str, key: str, *, idle_expiry_ms: int | None = None
+    ) -> Found | None:
+        """Read ``blob``, found at ``key``, following a rotated token's forwarding record.
+
+        Return the record, its values, and the token and key they are at; None
+        for no session. A record a forwarding record leads to is read with the
+        read script, which slides it by ``idle_expiry_ms`` (see :mod:`.rotation`).
+        """
+        for _ in range(MOST_HOPS):
+            found = None if blob is None else self.read(blob, token, key)
+            if found is None:
+                return None
+            if found[0].forward is None:
+                return found[0], found[1], token, key
+            next_token = follow(found[0], token, now_ms())
+            if next_token is None:
+                return None
+            token, key = next_token, self.store.key_for(next_token)
+            blob = self.store.find(key, idle_expiry_ms=idle_expiry_ms, sliding=True)
+        return None
 
     def lock(self, key: str) -> str:
         """Queue for the write lock of the session at ``key``; return the holder's id.
@@ -188,19 +234,38 @@ class Writer:
         return Outcome.SAVED, written, None
 
     def _move(self, state: SessionState, encoded: bytes, token: str) -> Attempt:
-        assert state.key is not None
+        assert state.key is not None and state.token is not None
         new_key = self.store.key_for(token)
-        # Renewal starts a new lifetime.
-        deadline_ms = now_ms() + state.span_ms
+        now = now_ms()
+        rotating = state.status is Status.ROTATING
+        # Renewal starts a new lifetime; a rotation is no new lifetime.
+        deadline_ms = state.deadline_ms if rotating else now + state.span_ms
         blob, written = self._draft(state, 1, encoded, deadline_ms, token, new_key)
+        leave = None
+        if rotating and self.grace_ms:
+            stub = forwarding_record(
+                revision=state.revision + 1,
+                created_ms=state.created_ms,
+                deadline_ms=state.deadline_ms,
+                old_token=state.token,
+                new_token=token,
+                now_ms=now,
+                grace_ms=self.grace_ms,
+            )
+            leave = (pack_record(stub)[0], stub.deadline_ms)
         write = self.store.move(
-            state.key, expected=state.tag, new_key=new_key, record=blob, expiry_ms=written.expiry_ms
+            state.key,
+            expected=state.tag,
+            new_key=new_key,
+            record=blob,
+            expiry_ms=written.expiry_ms,
+            leave=leave,
         )
         if write.status is WriteStatus.CONFLICT:
             return None, state, write.current
         if write.status is WriteStatus.GONE:  # ended elsewhere; the move wrote nothing
             return Outcome.VANISHED, state, None
-        return Outcome.CREATED, written, None
+        return Outcome.RENEWED, written, None
 
     def _create(self, state: SessionState, encoded: bytes, token: str) -> Attempt:
         while True:
@@ -235,6 +300,7 @@ class Writer:
             description=state.description,
             lifetime_ms=state.own_lifetime_ms,
             idle_ms=state.own_idle_ms,
+            issued_ms=state.issued_ms if token == state.token else now,
         )
         blob, tag = pack_record(record, self.sealer, token)
         if len(blob) > self.max_size:

@@ -143,7 +143,7 @@ def renewed_beside_a_write(engine: SessionEngine, old: str) -> str:
     renewing["user"] = "plaintext-alice"
     writing["cart"] = "plaintext-cart"
     assert engine.commit(writing) is Outcome.SAVED
-    assert engine.commit(renewing) is Outcome.CREATED
+    assert engine.commit(renewing) is Outcome.RENEWED
     assert renewing.token is not None
     return renewing.token
 

@@ -24,10 +24,10 @@ from flask_scs_redis.options import MAX_DURATION
     ("callable_", "skip"),
     [
         (SessionMiddleware, {"app", "store"}),
-        (SessionEngine, {"store", "sealer"}),
+        (SessionEngine, {"store", "sealer", "sender"}),
         (RedisStore, {"client"}),
         (RedisStore.from_url, {"url", "client_kwargs"}),
-        (SessionAdmin, {"store", "sealer"}),
+        (SessionAdmin, {"store", "sealer", "sender"}),
     ],
     ids=["middleware", "engine", "store", "store-from-url", "admin"],
 )

@@ -216,6 +216,8 @@ FLASK_CONFIG = {
     "encryption_keys": "SCS_ENCRYPTION_KEYS",
     "encryption_required": "SCS_ENCRYPTION_REQUIRED",
     "max_sessions_per_user": "SCS_MAX_SESSIONS_PER_USER",
+    "rotate_every": "SCS_ROTATE_EVERY",
+    "rotate_grace": "SCS_ROTATE_GRACE",
 }
 
 
