@@ -14,8 +14,11 @@ is the cookie, and whoever holds it holds the session.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from flask import Flask, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import (
@@ -29,10 +32,13 @@ from flask_login import (
 from jinja2 import DictLoader
 from werkzeug.wrappers import Response
 
-from flask_scs_redis import RedisSessions, SessionInfo
+from flask_scs_redis import RedisSessions, SessionInfo, signals
 
 from devices import describe_device
 from throwaway_redis import redis_url_or_throwaway
+
+#: Where the demo writes its audit log of sessions (to the terminal).
+AUDIT = logging.getLogger("demo.audit")
 
 TEMPLATES = {
     "style.css": """
@@ -235,6 +241,9 @@ def create_app(redis_url: str) -> Flask:
         SCS_LIFETIME=timedelta(hours=12),
         # How long "Remember me" keeps a user logged in on a device.
         REMEMBER_COOKIE_DURATION=timedelta(days=30),
+        # A remembered session lives for weeks: it gets a new token every
+        # 15 minutes, and a request still in flight with the old one has 10 s.
+        SCS_ROTATE_EVERY=timedelta(minutes=15),
         # Flask's own cookie settings are honoured.
         SESSION_COOKIE_SAMESITE="Lax",
     )
@@ -245,6 +254,7 @@ def create_app(redis_url: str) -> Flask:
     app.add_template_filter(relative_time, "relative")
     app.add_template_filter(exact_utc, "utc")
     sessions = RedisSessions(app)
+    log_session_events(app)
 
     login_manager = LoginManager()
     login_manager.init_app(app)
@@ -332,6 +342,26 @@ def create_app(redis_url: str) -> Flask:
     return app
 
 
+def log_session_events(app: Flask) -> None:
+    """Write each session's creation, renewal and end to the "demo.audit" log.
+
+    The id is the one the Active sessions page shows, never the token.
+    """
+
+    def receiver(event: str) -> Callable[..., None]:
+        def log(sender: Flask, session_id: str, user: str | None, reason: str, **_: Any) -> None:
+            AUDIT.info("session %s: id %s… user %s (%s)", event, session_id[:12], user, reason)
+
+        return log
+
+    for event, signal in [
+        ("created", signals.session_created),
+        ("renewed", signals.session_renewed),
+        ("destroyed", signals.session_destroyed),
+    ]:
+        signal.connect(receiver(event), sender=app, weak=False)
+
+
 def serve(app: Flask) -> None:
     """Serve ``app`` on 127.0.0.1 until Ctrl-C."""
     port = int(os.environ.get("DEMO_PORT", "5000"))
@@ -341,6 +371,8 @@ def serve(app: Flask) -> None:
 
 
 def main() -> None:
+    AUDIT.setLevel(logging.INFO)
+    AUDIT.addHandler(logging.StreamHandler())
     with redis_url_or_throwaway() as redis_url:
         serve(create_app(redis_url))
 
