@@ -94,6 +94,8 @@ class Saver:
             if entry is not None:
                 self.users.withdraw(entry)
             return outcome, saved_state, saved, was_at
+        if was_at is not None and was_at != before[1]:
+            before = (before[0], was_at)  # written where another request's rotation led
         after = (self.users.user_of(saved), saved_state.key)
         if not self.users.written(entry, before, after, saved_state.deadline_ms):
             return Outcome.VANISHED, state, values, None  # its user's sessions were ended meanwhile
