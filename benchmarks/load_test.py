@@ -11,14 +11,23 @@ throwaway Redis (or ``SCS_REDIS_URL``), with two scenarios:
   No session of the user may outlive the purge, and no key written to a
   session that was not purged may be lost.
 
+- ``rotation``: on a server that rotates tokens every ``--rotate-every``
+  seconds, a few clients share one session (each keeps the cookie it was last
+  given) and each counts up a key of its own, across several rotations: no
+  request may find the session gone, and no count may be lost. Then clients
+  of one user's sessions keep counting while "log out everywhere" ends them,
+  just after a rotation: afterwards no token any client was given, old tokens
+  still in their grace included, may open a session of the user.
+
 No response may be a 5xx; 503s (a declared store outage) are counted apart.
 With ``--encrypt`` the sessions are encrypted at rest; the race then finds
 live sessions by every token its clients were given, as only a token opens
 a record.
 
-    .venv/bin/python benchmarks/load_test.py [--scenario shared|race|both]
+    .venv/bin/python benchmarks/load_test.py [--scenario shared|race|both|rotation|all]
         [--adapter flask|wsgi|both] [--clients 32] [--requests 50] [--sessions 4]
         [--rounds 50] [--users 4] [--clients-per-user 3] [--encrypt]
+        [--rotate-every 0.4] [--rotate-grace 0.25] [--seconds 3] [--sharing-clients 4]
 
 Exit status 0 means no key was lost, no session survived and no request failed.
 """
@@ -46,7 +55,7 @@ from werkzeug.wrappers import Request, Response
 
 from flask_scs_redis import RedisSessions, RedisStore, Session, SessionAdmin, SessionMiddleware
 from flask_scs_redis.clock import now_ms
-from flask_scs_redis.record import read_record
+from flask_scs_redis.record import read_record, unpack_record
 from flask_scs_redis.sealing import Sealer
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.testing.serving import gunicorn
@@ -66,9 +75,10 @@ def race_step(action: str, session: Session) -> str:
     login apart (logging in again as the same user changes nothing),
     ``renew`` renews the token, ``remember`` gives the session a lifetime of
     its own (as a remember-me login does, which moves its index entry),
-    ``add/<key>`` adds a key and ``keys`` only reads.
+    ``add/<key>`` adds a key and ``keys`` only reads. ``incr/<key>`` counts
+    a key up by one and ``get/<key>`` reads it; both answer its count.
     """
-    found = {"keys": sorted(session.keys()), "user": session.get(USER_KEY)}
+    found: dict[str, Any] = {"keys": sorted(session.keys()), "user": session.get(USER_KEY)}
     verb, _, argument = action.partition("/")
     if verb == "login":
         user, tag = argument.split("/")
@@ -81,22 +91,42 @@ def race_step(action: str, session: Session) -> str:
         session.set_expiry(3600, idle_timeout=None)
     elif verb == "add":
         session[argument] = True
+    elif verb == "incr":
+        session[argument] = session.get(argument, 0) + 1
+    if verb in ("incr", "get"):
+        found["count"] = session.get(argument, 0)
     return json.dumps(found)
+
+
+def _rotation_settings() -> dict[str, float]:
+    """``rotate_every`` and ``rotate_grace`` in seconds, from the server's environment.
+
+    Set by :func:`serve` as SCS_LOADTEST_ROTATE_EVERY and SCS_LOADTEST_ROTATE_GRACE;
+    without them tokens are not rotated.
+    """
+    settings = {}
+    for name in ("rotate_every", "rotate_grace"):
+        value = os.environ.get(f"SCS_LOADTEST_{name.upper()}")
+        if value:
+            settings[name] = float(value)
+    return settings
 
 
 def create_app(adapter: str = "flask") -> Any:
     """The app under load, on ``SCS_REDIS_URL``.
 
     ``/add/<key>`` adds a key, ``/keys`` lists them, and ``/race/<action>``
-    runs :func:`race_step`.
+    runs :func:`race_step`. Tokens are rotated as :func:`_rotation_settings` says.
     """
     redis_url = os.environ["SCS_REDIS_URL"]
     secret = os.environ.get("SCS_LOADTEST_KEY")
     keys = [secret] if secret else []
+    rotation = _rotation_settings()
     if adapter == "flask":
         app = Flask(__name__)
         app.config["SCS_REDIS_URL"] = redis_url
         app.config.update(SCS_ENCRYPT=bool(keys), SCS_ENCRYPTION_KEYS=keys)
+        app.config.update({f"SCS_{name.upper()}": value for name, value in rotation.items()})
         RedisSessions(app)
 
         @app.get("/add/<key>")
@@ -128,7 +158,12 @@ def create_app(adapter: str = "flask") -> Any:
 
     store = RedisStore.from_url(redis_url)
     return SessionMiddleware(
-        wsgi_app, store, cookie_persist=False, encrypt=bool(keys), encryption_keys=keys
+        wsgi_app,
+        store,
+        cookie_persist=False,
+        encrypt=bool(keys),
+        encryption_keys=keys,
+        **rotation,  # type: ignore[arg-type]
     )
 
 
@@ -155,12 +190,26 @@ class Report:
 
 @contextmanager
 def serve(
-    redis_url: str, adapter: str, *, server_log: Any = None, encrypt: bool = False
+    redis_url: str,
+    adapter: str,
+    *,
+    server_log: Any = None,
+    encrypt: bool = False,
+    rotate_every: float | None = None,
+    rotate_grace: float | None = None,
 ) -> Iterator[int]:
-    """Serve :func:`create_app` with gunicorn, 2 workers of 8 threads; yield the port."""
+    """Serve :func:`create_app` with gunicorn, 2 workers of 8 threads; yield the port.
+
+    With ``rotate_every`` (seconds) tokens are rotated that often, and an old
+    token opens its session for ``rotate_grace`` seconds more.
+    """
     env = {"SCS_REDIS_URL": redis_url}
     if encrypt:
         env["SCS_LOADTEST_KEY"] = ENCRYPTION_KEY
+    if rotate_every is not None:
+        env["SCS_LOADTEST_ROTATE_EVERY"] = str(rotate_every)
+    if rotate_grace is not None:
+        env["SCS_LOADTEST_ROTATE_GRACE"] = str(rotate_grace)
     with gunicorn(
         f"load_test:create_app('{adapter}')",
         pythonpath=str(Path(__file__).parent),
@@ -538,9 +587,321 @@ def race(
     )
 
 
+@dataclass
+class RotationReport:
+    """What one run of clients sharing a session across token rotations did."""
+
+    adapter: str
+    clients: int
+    requests_sent: int
+    #: Increments the server acknowledged.
+    increments: int
+    #: Distinct tokens the clients were given, the first one included.
+    tokens_seen: int
+    #: Tokens given after the first: each is a rotation.
+    rotations: int
+    #: How often a client was given another token than it sent: about each
+    #: rotation times each client, as every client follows every rotation.
+    tokens_taken_up: int
+    #: Answers that found the session without its user: a client logged out.
+    logouts: int
+    #: Acknowledged increments that a later answer, or the final read, did not show.
+    lost_updates: int
+    server_errors: int
+    other_errors: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not (self.logouts or self.lost_updates or self.server_errors or self.other_errors)
+
+
+class _Cookies:
+    """What the clients of one run share: every token they were given, by when."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tokens: set[str] = set()
+        #: Set once the run has seen ``wanted`` tokens.
+        self.enough = threading.Event()
+        self.wanted = 0
+
+    def given(self, token: str) -> None:
+        with self.lock:
+            self.tokens.add(token)
+            if self.wanted and len(self.tokens) >= self.wanted:
+                self.enough.set()
+
+
+class _Counter:
+    """A client that counts up a key of its own in a session it may share with others.
+
+    It sends each request with the cookie it was last given, as a browser
+    tab of the session's browser does, and takes up any new one it is given.
+    """
+
+    def __init__(self, port: int, key: str, token: str, cookies: _Cookies) -> None:
+        self.port, self.key, self.token, self.cookies = port, key, token, cookies
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.counts: Counter[str] = Counter()
+        self.acknowledged = 0  # increments the server answered
+
+    def count_up(self) -> dict[str, Any] | None:
+        """Count the key up once; return what the server found, or None on an error.
+
+        An answer without the user is a logout; one whose count is not one
+        more than the last acknowledged shows lost updates.
+        """
+        found = self.request(f"incr/{self.key}")
+        if found is None or found["user"] is None:
+            return found
+        self.counts["lost_updates"] += max(0, self.acknowledged + 1 - found["count"])
+        self.acknowledged = found["count"]
+        self.counts["increments"] += 1
+        return found
+
+    def request(self, action: str) -> dict[str, Any] | None:
+        """GET ``/race/<action>`` with the cookie; return what it found, or None on an error."""
+        self.counts["sent"] += 1
+        try:
+            status, body, new_token = _get(self.connection, f"/race/{action}", self.token)
+        except (OSError, http.client.HTTPException):
+            self.connection.close()
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.counts["other_errors"] += 1
+            return None
+        if new_token:
+            self.counts["tokens_taken_up"] += new_token != self.token
+            self.token = new_token
+            self.cookies.given(new_token)
+        if status == 503:
+            self.counts["outages"] += 1
+        elif status >= 500:
+            self.counts["server_errors"] += 1
+        return json.loads(body) if status == 200 else None
+
+
+def _logged_in(port: int, user: str, cookies: _Cookies) -> str:
+    """A new session logged in as ``user``; return its token."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    status, _, token = _get(connection, f"/race/login/{user}/first", None)
+    connection.close()
+    assert status == 200 and token, (status, token)
+    cookies.given(token)
+    return token
+
+
+def rotation(port: int, *, clients: int, seconds: float, adapter: str) -> RotationReport:
+    """Let ``clients`` share one session for ``seconds``, each counting up a key of its own.
+
+    The server must rotate tokens (see :func:`serve`): each client keeps the
+    cookie it was last given, so while one request rotates the token, the
+    others come with the old one, and then take up the new one. Afterwards
+    each client reads its count back, which must be its acknowledged increments.
+    """
+    cookies = _Cookies()
+    token = _logged_in(port, f"{adapter}-sharer", cookies)
+    counters = [_Counter(port, f"c{number}", token, cookies) for number in range(clients)]
+    until = time.monotonic() + seconds
+
+    def run(counter: _Counter) -> None:
+        while time.monotonic() < until:
+            found = counter.count_up()
+            if found is not None and found["user"] is None:
+                counter.counts["logouts"] += 1
+                return
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=run, args=(counter,)) for counter in counters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds_taken = time.monotonic() - started
+    counts: Counter[str] = Counter()
+    for counter in counters:
+        if counter.counts["logouts"] == 0:  # read the count back, within the grace
+            found = counter.request(f"get/{counter.key}")
+            if found is not None and found["user"] is None:
+                counter.counts["logouts"] += 1
+            elif found is not None:
+                counter.counts["lost_updates"] += abs(counter.counts["increments"] - found["count"])
+        counter.connection.close()
+        counts += counter.counts
+    return RotationReport(
+        adapter=adapter,
+        clients=clients,
+        requests_sent=counts["sent"],
+        increments=counts["increments"],
+        tokens_seen=len(cookies.tokens),
+        rotations=len(cookies.tokens) - 1,
+        tokens_taken_up=counts["tokens_taken_up"],
+        logouts=counts["logouts"],
+        lost_updates=counts["lost_updates"],
+        server_errors=counts["server_errors"] + counts["outages"],
+        other_errors=counts["other_errors"],
+        seconds=round(seconds_taken, 2),
+    )
+
+
+@dataclass
+class RotationRaceReport:
+    """What "log out everywhere" racing the clients of a user's rotating sessions left."""
+
+    adapter: str
+    #: The user's sessions, each shared by some clients.
+    devices: int
+    clients: int
+    requests_sent: int
+    increments: int
+    #: Tokens given after each session's first, up to the end.
+    rotations: int
+    #: How many sessions ``destroy_user_sessions`` answered it ended.
+    purged: int
+    #: Every token a client was given, each tried after the purge.
+    tokens_tried: int
+    #: How many of those still had their forwarding record (were within
+    #: their grace) when they were tried.
+    tokens_in_grace: int
+    #: Sessions of the user the admin still listed after the purge.
+    survivors_listed: int
+    #: Live sessions of the user a scan of every record found after the purge.
+    survivors_scanned: int
+    #: Tokens that still opened a session of the user after the purge.
+    survivors_by_token: int
+    #: Answers before the purge that found a session without its user.
+    logouts: int
+    lost_updates: int
+    server_errors: int
+    other_errors: int
+    seconds: float
+
+    @property
+    def survivors(self) -> int:
+        return self.survivors_listed + self.survivors_scanned + self.survivors_by_token
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.survivors
+            or self.logouts
+            or self.lost_updates
+            or self.server_errors
+            or self.other_errors
+        )
+
+
+def rotation_race(
+    port: int,
+    redis_url: str,
+    *,
+    devices: int,
+    clients_per_device: int,
+    rotations_before_purge: int,
+    adapter: str,
+    timeout: float = 10.0,
+    encrypt: bool = False,
+) -> RotationRaceReport:
+    """End a user's sessions while their clients count up keys across token rotations.
+
+    The user logs in on ``devices`` sessions, each shared by
+    ``clients_per_device`` clients as in :func:`rotation`. Once the clients
+    were given ``rotations_before_purge`` rotated tokens (or after
+    ``timeout`` seconds), the user's sessions are purged, with the clients'
+    requests in flight and the last rotated tokens within their grace. No
+    client starts a request after that. Then every token any client was
+    given must open no session of the user, and neither a scan nor the
+    admin's listing may find one. With ``encrypt`` (the server's ``--encrypt``)
+    the scan opens sealed sessions with those tokens.
+    """
+    store = RedisStore.from_url(redis_url)
+    sealer = Sealer([ENCRYPTION_KEY.encode()]) if encrypt else None
+    admin = SessionAdmin(store, sealer=sealer)
+    user = f"{adapter}-rotating"
+    cookies = _Cookies()
+    tokens = [_logged_in(port, user, cookies) for _ in range(devices)]
+    cookies.wanted = devices + rotations_before_purge
+    counters = [
+        _Counter(port, f"d{device}c{number}", tokens[device], cookies)
+        for device in range(devices)
+        for number in range(clients_per_device)
+    ]
+    purging = threading.Event()
+    purged: list[int] = []
+
+    def run(counter: _Counter) -> None:
+        while not purging.is_set():
+            found = counter.count_up()
+            if found is not None and found["user"] is None:
+                if not purging.is_set():
+                    counter.counts["logouts"] += 1
+                return
+
+    def purge() -> None:
+        cookies.enough.wait(timeout)
+        purging.set()
+        purged.append(admin.destroy_user_sessions(user))
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=run, args=(counter,)) for counter in counters]
+    threads.append(threading.Thread(target=purge))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.monotonic() - started
+
+    with cookies.lock:
+        given = sorted(cookies.tokens)
+    now = now_ms()
+    in_grace = 0
+    for blob, _ in store.fetch([store.key_for(token) for token in given]):
+        if blob is not None:
+            record = unpack_record(blob)
+            in_grace += record.forward is not None and record.deadline_ms > now
+    checker = _Counter(port, "none", "", _Cookies())
+    by_token = 0
+    for token in given:
+        checker.token = token
+        found = checker.request("keys")
+        by_token += found is not None and found["user"] == user
+    checker.connection.close()
+    listed = len(admin.user_sessions(user))
+    ISSUED_TOKENS.update(given)  # sealed sessions open only to a token
+    scanned = sum(values.get(USER_KEY) == user for _, values in _opened_sessions(admin))
+    counts: Counter[str] = checker.counts
+    for counter in counters:
+        counter.connection.close()
+        counts += counter.counts
+    return RotationRaceReport(
+        adapter=adapter,
+        devices=devices,
+        clients=len(counters),
+        requests_sent=counts["sent"],
+        increments=counts["increments"],
+        rotations=len(given) - devices,
+        purged=purged[0] if purged else 0,
+        tokens_tried=len(given),
+        tokens_in_grace=in_grace,
+        survivors_listed=listed,
+        survivors_scanned=scanned,
+        survivors_by_token=by_token,
+        logouts=counts["logouts"],
+        lost_updates=counts["lost_updates"],
+        server_errors=counts["server_errors"] + counts["outages"],
+        other_errors=counts["other_errors"],
+        seconds=round(seconds, 2),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--scenario", choices=["shared", "race", "both"], default="both")
+    parser.add_argument(
+        "--scenario",
+        choices=["shared", "race", "both", "rotation", "all"],
+        default="both",
+        help="both: shared and race; all: every scenario",
+    )
     parser.add_argument("--adapter", choices=["flask", "wsgi", "both"], default="both")
     shared = parser.add_argument_group("shared sessions")
     shared.add_argument("--clients", type=int, default=32)
@@ -550,15 +911,54 @@ def main() -> int:
     racing.add_argument("--rounds", type=int, default=50)
     racing.add_argument("--users", type=int, default=4)
     racing.add_argument("--clients-per-user", type=int, default=3)
+    rotating = parser.add_argument_group("token rotation")
+    rotating.add_argument("--rotate-every", type=float, default=0.4, help="seconds")
+    rotating.add_argument("--rotate-grace", type=float, default=0.25, help="seconds")
+    rotating.add_argument("--seconds", type=float, default=3.0, help="how long clients share")
+    rotating.add_argument("--sharing-clients", type=int, default=4)
+    rotating.add_argument("--devices", type=int, default=2, help="sessions of the purged user")
     parser.add_argument("--encrypt", action="store_true", help="encrypt sessions at rest")
     parser.add_argument("--server-log", type=argparse.FileType("a"), help="gunicorn's error log")
     arguments = parser.parse_args()
     adapters = ["flask", "wsgi"] if arguments.adapter == "both" else [arguments.adapter]
-    scenarios = ["shared", "race"] if arguments.scenario == "both" else [arguments.scenario]
-    reports: list[Report | RaceReport] = []
+    scenarios = {
+        "both": ["shared", "race"],
+        "all": ["shared", "race", "rotation"],
+    }.get(arguments.scenario, [arguments.scenario])
+    reports: list[Report | RaceReport | RotationReport | RotationRaceReport] = []
     with ExitStack() as stack:
         redis_url = os.environ.get("SCS_REDIS_URL") or stack.enter_context(RedisServer()).url
         for adapter in adapters:
+            if "rotation" in scenarios:
+                with serve(
+                    redis_url,
+                    adapter,
+                    server_log=arguments.server_log,
+                    encrypt=arguments.encrypt,
+                    rotate_every=arguments.rotate_every,
+                    rotate_grace=arguments.rotate_grace,
+                ) as port:
+                    reports.append(
+                        rotation(
+                            port,
+                            clients=arguments.sharing_clients,
+                            seconds=arguments.seconds,
+                            adapter=adapter,
+                        )
+                    )
+                    reports.append(
+                        rotation_race(
+                            port,
+                            redis_url,
+                            devices=arguments.devices,
+                            clients_per_device=arguments.sharing_clients // 2 or 1,
+                            rotations_before_purge=3,
+                            adapter=adapter,
+                            encrypt=arguments.encrypt,
+                        )
+                    )
+            if not {"shared", "race"} & set(scenarios):
+                continue
             with serve(
                 redis_url, adapter, server_log=arguments.server_log, encrypt=arguments.encrypt
             ) as port:
@@ -585,7 +985,26 @@ def main() -> int:
                         )
                     )
     for report in reports:
-        if isinstance(report, Report):
+        if isinstance(report, RotationReport):
+            print(
+                f"{report.adapter:>5} rotation: {report.clients} clients sharing a session,"
+                f" {report.requests_sent} requests in {report.seconds} s,"
+                f" {report.rotations} rotations ({report.tokens_seen} tokens,"
+                f" taken up {report.tokens_taken_up} times);"
+                f" logouts: {report.logouts}; lost updates: {report.lost_updates};"
+                f" 5xx: {report.server_errors}; other errors: {report.other_errors}"
+            )
+        elif isinstance(report, RotationRaceReport):
+            print(
+                f"{report.adapter:>5} rotation race: {report.clients} clients on"
+                f" {report.devices} sessions, {report.requests_sent} requests,"
+                f" {report.rotations} rotations, {report.purged} purged;"
+                f" {report.tokens_tried} tokens tried ({report.tokens_in_grace} in their grace);"
+                f" survivors: {report.survivors}; logouts: {report.logouts};"
+                f" lost updates: {report.lost_updates};"
+                f" 5xx: {report.server_errors}; other errors: {report.other_errors}"
+            )
+        elif isinstance(report, Report):
             print(
                 f"{report.adapter:>5}: {report.requests_sent} requests in {report.seconds} s"
                 f" ({report.requests_per_second:.0f}/s) over {arguments.sessions} shared sessions;"
