@@ -354,12 +354,14 @@ def log_session_events(app: Flask) -> None:
 
         return log
 
+    receivers = app.extensions["demo.audit"] = []  # they live as long as the app
     for event, signal in [
         ("created", signals.session_created),
         ("renewed", signals.session_renewed),
         ("destroyed", signals.session_destroyed),
     ]:
-        signal.connect(receiver(event), sender=app, weak=False)
+        receivers.append(receiver(event))
+        signal.connect(receivers[-1], sender=app)
 
 
 def serve(app: Flask) -> None:

@@ -859,6 +859,8 @@ def test_a_login_whose_index_fails_after_its_move_keeps_the_session(
         assert answer.status_code in (200, 503)
         moved += answer.status_code == 200
         assert client.get("/read").text == "cart"
+        if moved == 2:  # each round waits out a pause: two moves show it
+            break
     assert moved > 0
 
 
