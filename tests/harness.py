@@ -9,8 +9,10 @@ import http.client
 import importlib.util
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,9 +22,10 @@ from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.test import Client
 
-from flask_scs_redis import RedisStore
+from flask_scs_redis import Outcome, RedisStore, SessionEngine
 from flask_scs_redis.record import pack_record, read_record, unpack_record
-from flask_scs_redis.testing import CommandCounter
+from flask_scs_redis.session import Session
+from flask_scs_redis.testing import CommandCounter, RedisServer
 
 ROOT = Path(__file__).parent.parent
 PREFIX = "scs:session:"
@@ -93,6 +96,42 @@ def edit_record(redis_client: redis.Redis, key: bytes | str, **fields: Any) -> N
     assert blob is not None
     record = unpack_record(blob)._replace(**fields)
     redis_client.set(key, pack_record(record)[0], keepttl=True)
+
+
+def opened(engine: SessionEngine, token: str | None) -> Session:
+    """A request's session at the engine, for a day's lifetime; not read yet."""
+    return engine.open(token, lifetime=timedelta(days=1))
+
+
+def stored(engine: SessionEngine, **values: Any) -> str:
+    """Save a new session of ``values`` at the engine; return its token."""
+    session = opened(engine, None)
+    session.update(values)
+    assert engine.commit(session) is Outcome.CREATED
+    assert session.token is not None
+    return session.token
+
+
+@contextmanager
+def refusing_writes(server: RedisServer, fault: str) -> Iterator[redis.Redis]:
+    """Yield a client of a store that refuses writes but answers reads.
+
+    ``fault`` is ``"out of memory"`` (``server`` itself, at maxmemory 1) or
+    ``"read-only replica"`` (a replica of ``server``, in sync).
+    """
+    primary = server.client()
+    if fault == "out of memory":
+        primary.config_set("maxmemory-policy", "noeviction")
+        primary.config_set("maxmemory", 1)
+        yield primary
+        return
+    with RedisServer() as replica_server:
+        primary.config_set("repl-diskless-sync-delay", 0)
+        replica = replica_server.client()
+        replica.replicaof("127.0.0.1", server.port)
+        while replica.info("replication").get("master_link_status") != "up":
+            time.sleep(0.02)
+        yield replica
 
 
 class QuietHandler(WSGIRequestHandler):

@@ -6,7 +6,6 @@ import logging
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from typing import Any
 
@@ -36,7 +35,7 @@ from flask_scs_redis.sealing import SEALED, Sealer, SealError, is_sealed
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.tokens import new_token, token_digest
 
-from harness import ROOT, Count, MakeClient, cookie_token, edit_record
+from harness import ROOT, Count, MakeClient, cookie_token, edit_record, refusing_writes
 from views import build_flask_app, build_wsgi_app
 
 SECRET = "s" * 32
@@ -510,17 +509,7 @@ def test_a_read_that_would_reseal_answers_while_redis_refuses_writes(
     plain.get(f"/set?key=_user_id&value={USER}")  # indexed too: the move is refused as well
     plain.get("/incr")
     token = cookie_token(plain) or ""
-    with RedisServer() as replica_server:
-        if fault == "out of memory":
-            target = primary
-            primary.config_set("maxmemory-policy", "noeviction")
-            primary.config_set("maxmemory", 1)
-        else:
-            primary.config_set("repl-diskless-sync-delay", 0)
-            target = replica_server.client()
-            target.replicaof("127.0.0.1", fresh_redis_server.port)
-            while target.info("replication").get("master_link_status") != "up":
-                time.sleep(0.02)
+    with refusing_writes(fresh_redis_server, fault) as target:
         sealing = Client(build(target, **ENCRYPTED))
         sealing.set_cookie("session", token)
         caplog.set_level(logging.WARNING, "flask_scs_redis")

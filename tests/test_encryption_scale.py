@@ -31,11 +31,10 @@ from flask_scs_redis.indexes import Indexes
 from flask_scs_redis.keys import KeySpace
 from flask_scs_redis.record import CorruptRecordError, read_record, unpack_record
 from flask_scs_redis.sealing import SEALED, Sealer
-from flask_scs_redis.session import Session
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.testing.topologies import RedisClusterServers, RedisSentinelGroup
 
-from harness import PREFIX, ROOT, cookie_token, http_get, serving, store_of
+from harness import PREFIX, ROOT, cookie_token, http_get, opened, serving, store_of, stored
 from test_migration import (
     CART,
     CSRF,
@@ -117,19 +116,6 @@ def sealed_for_another_token(client: Any, key: str, token: str) -> bool:
 
 def engine_on(client: Any, prefix: str = PREFIX) -> SessionEngine:
     return SessionEngine(RedisStore(client, prefix=prefix), sealer=sealer())
-
-
-def opened(engine: SessionEngine, token: str | None) -> Session:
-    return engine.open(token, lifetime=DAY)
-
-
-def stored(engine: SessionEngine, **values: Any) -> str:
-    """Save a new session of ``values``; return its token."""
-    session = opened(engine, None)
-    session.update(values)
-    assert engine.commit(session) is Outcome.CREATED
-    assert session.token is not None
-    return session.token
 
 
 def renewed_beside_a_write(engine: SessionEngine, old: str) -> str:

@@ -20,7 +20,7 @@ from flask_scs_redis.signals import session_renewed
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.tokens import token_digest
 
-from harness import cookie_token, edit_record
+from harness import cookie_token, edit_record, refusing_writes
 from views import build_flask_app, build_wsgi_app
 
 ROTATION = {"rotate_every": 30, "rotate_grace": 5}
@@ -45,17 +45,7 @@ def test_a_read_that_would_rotate_answers_with_the_old_token_while_redis_refuses
 
     session_renewed.connect(renewed)
     try:
-        with RedisServer() as replica_server:
-            if fault == "out of memory":
-                target = primary
-                primary.config_set("maxmemory-policy", "noeviction")
-                primary.config_set("maxmemory", 1)
-            else:
-                primary.config_set("repl-diskless-sync-delay", 0)
-                target = replica_server.client()
-                target.replicaof("127.0.0.1", fresh_redis_server.port)
-                while target.info("replication").get("master_link_status") != "up":
-                    time.sleep(0.02)
+        with refusing_writes(fresh_redis_server, fault) as target:
             reader = Client(build(target, **ROTATION))
             reader.set_cookie("session", token)
             caplog.set_level(logging.WARNING, "flask_scs_redis")

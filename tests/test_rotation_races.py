@@ -23,7 +23,7 @@ from flask_scs_redis.session import Session
 from flask_scs_redis.signals import session_renewed
 from flask_scs_redis.testing.topologies import RedisClusterServers
 
-from harness import edit_record
+from harness import edit_record, opened, stored
 
 DAY = timedelta(days=1)
 #: Tokens this old are rotated; the old one then opens the session this long.
@@ -62,24 +62,11 @@ def rotating_engine(client: Any) -> SessionEngine:
     return SessionEngine(SteppingStore(client), rotate_every=EVERY, rotate_grace=GRACE)
 
 
-def opened(engine: SessionEngine, token: str | None) -> Session:
-    return engine.open(token, lifetime=DAY)
-
-
 def loaded(engine: SessionEngine, token: str) -> Session:
     """A request's session, read now (as a request that uses it does)."""
     session = opened(engine, token)
     assert len(session) > 0, "the token opened no session"
     return session
-
-
-def stored(engine: SessionEngine, **values: Any) -> str:
-    """Save a new session of ``values``; return its token."""
-    session = opened(engine, None)
-    session.update(values)
-    assert engine.commit(session) is Outcome.CREATED
-    assert session.token is not None
-    return session.token
 
 
 def make_due(engine: SessionEngine, token: str) -> None:
