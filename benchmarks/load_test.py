@@ -899,7 +899,7 @@ def main() -> int:
     parser.add_argument(
         "--scenario",
         choices=["shared", "race", "both", "rotation", "all"],
-        default="both",
+        default="all",
         help="both: shared and race; all: every scenario",
     )
     parser.add_argument("--adapter", choices=["flask", "wsgi", "both"], default="both")
