@@ -141,7 +141,7 @@ class Session(dict[str, Any], SessionMixin):
     def token(self) -> str | None:
         """The token the cookie carries, or None until the session is first saved.
 
-        It changes at the save that follows :meth:`renew` or :meth:`destroy`.
+        It changes at the save that follows :meth:`renew`, :meth:`destroy` or a rotation.
         """
         self._ensure_loaded()
         return self._state.token
