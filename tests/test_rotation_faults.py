@@ -1,9 +1,10 @@
-"""Token rotation where Redis refuses writes: a read that would rotate still answers.
+"""Token rotation where Redis refuses writes, or must replicate them.
 
 A rotation is a write. Where the store refuses writes (out of memory, a
 read-only replica), a request that would only have rotated its token keeps
 the old one and answers; the next request tries again. A real change beside
-the rotation is an outage, as ever.
+the rotation is an outage, as ever. With ``SCS_MIN_REPLICAS``, the replica
+holds both the new record and the old token's forwarding record.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
+from flask_scs_redis.clock import now_ms
+from flask_scs_redis.codec import encode
 from flask_scs_redis.record import unpack_record
 from flask_scs_redis.signals import session_renewed
 from flask_scs_redis.testing import RedisServer
@@ -65,3 +68,39 @@ def test_a_read_that_would_rotate_answers_with_the_old_token_while_redis_refuses
                 assert [r["reason"] for r in renewals] == ["rotation"]
     finally:
         session_renewed.disconnect(renewed)
+
+
+def test_a_rotation_waits_for_its_replica_which_then_holds_both_records(
+    fresh_redis_server: RedisServer,
+) -> None:
+    # With SCS_MIN_REPLICAS the move takes two writes, each waited for: a
+    # failover after the rotation must keep both the session and the old
+    # token's grace.
+    primary = fresh_redis_server.client()
+    primary.config_set("repl-diskless-sync-delay", 0)
+    with RedisServer() as replica_server:
+        replica = replica_server.client()
+        replica.replicaof("127.0.0.1", fresh_redis_server.port)
+        while replica.info("replication").get("master_link_status") != "up":
+            time.sleep(0.02)
+        app = build_flask_app(primary, SCS_MIN_REPLICAS=1, **ROTATION)
+        browser = app.test_client()
+        browser.get("/set?key=_user_id&value=alice")
+        browser.get("/incr")
+        old = cookie_token(browser) or ""
+        edit_record(primary, "scs:session:" + token_digest(old), issued_ms=now_ms() - 60_000)
+        assert browser.get("/read").text == "1"
+        new = cookie_token(browser) or ""
+        assert new != old
+        on_replica = unpack_record(replica.get("scs:session:" + token_digest(new)) or b"")
+        assert (on_replica.forward, on_replica.values) == (
+            None,
+            encode({"_user_id": "alice", "n": 1}),
+        )
+        forwarding = unpack_record(replica.get("scs:session:" + token_digest(old)) or b"")
+        assert forwarding.forward is not None
+        late = app.test_client()
+        late.set_cookie("session", old)
+        assert late.get("/incr").text == "2"  # through the old token, into the new record
+        assert cookie_token(late) == new
+        assert browser.get("/read").text == "2"
