@@ -1,41 +1,61 @@
-"""Benchmarks: this project against its anchors, all in one run on one machine.
+"""Benchmarks: this project against its anchors and its floor, in one run on one machine.
 
-Contenders: Flask's signed-cookie sessions (no Redis: the in-process
-baseline), Flask-Session 0.8 on Redis, this project's Flask extension, and
-this project's WSGI middleware on a bare WSGI app. Each of this project's two
-adapters also runs with encryption at rest on, beside the same adapter with it
-off, in the read and write scenarios' turns. The in-process runs pin this
-process and Redis to one CPU where the OS allows it.
+Contenders:
 
-    .venv/bin/python benchmarks/bench.py [--requests 3000] [--json bench-results.json]
+- ``bare``: a Flask app serving the same routes with no session at all;
+- ``floor``: that bare app sending, inside each request, the very Redis
+  commands this project's Flask extension sends for it, on a plain redis-py
+  client (see ``floor.py``): the least a Redis-backed session costs here;
+- ``cookie``: Flask's signed-cookie sessions (no Redis);
+- ``flask-session``: Flask-Session 0.8 on Redis;
+- ``scs``: this project's Flask extension, and ``scs-wsgi``: its WSGI
+  middleware on a bare WSGI app. Each also runs with encryption at rest on
+  (``scs+enc``, ``scs-wsgi+enc``) in the read and write scenarios.
 
-It prints a table and writes every number to a JSON file, so that runs can be
-compared across commits. Timings are never asserted in tests; the number of
-Redis commands per request is, in the test suite.
+Scenarios: ``none`` (the session is not touched), ``read``,
+``read-permanent`` (a read of a permanent session, whose cookie is sent
+again), ``write``, ``new`` (a write without a cookie), ``idle-read`` (a read
+with an idle timeout) and ``mixed`` (60 % read, 20 % none, 20 % write).
+
+In process, each request calls the app's WSGI callable directly, and every
+cell (a contender in a scenario) is timed in the same thirty short rounds,
+each round taking the cells in a fresh order, so that the machine's drift,
+and other work on it, hits all alike. This process and Redis run pinned to
+one CPU where the OS allows it (``--no-pin`` to not). End to end, each
+contender is served by gunicorn with 2 workers and loaded with the mixed
+scenario by ``wrk`` if it is on PATH, else by a Python load generator, in
+one-second rounds taken in turns; these runs are never pinned. The scale
+runs time a read with 1,000 and with ``--largest`` sessions stored, and
+counting and iterating 100,000.
+
+    .venv/bin/python benchmarks/bench.py [--requests 3000] [--seconds 5]
+        [--largest 1000000] [--pin | --no-pin] [--json bench-results.json]
+
+It prints the machine, the versions, every cell's median and p99 and Redis
+commands per request, the ratios to the floor and to Flask-Session, and the
+performance targets of issue 17, each MET or NOT MET; and it writes all of
+it to a JSON file, so that runs can be compared across commits. Timings are
+never asserted in tests; the Redis commands per request are, in the test
+suite, as is that the floor sends the very commands ``scs`` sends.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import gc
 import hashlib
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Iterable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from flask import Flask, session
@@ -46,21 +66,38 @@ from flask_scs_redis.record import Record, pack_record, unpack_record
 from flask_scs_redis.testing import CommandCounter, RedisServer
 from flask_scs_redis.testing.serving import gunicorn
 
-CONTENDERS = ["cookie", "flask-session", "scs", "scs-wsgi"]
-SCENARIOS = ["none", "read", "write", "new", "idle-read", "mixed"]
-# The fewest Redis round trips each scenario can cost.
-FLOOR_ROUND_TRIPS = {"none": 0, "read": 1, "write": 2, "new": 1, "idle-read": 1, "mixed": 1.0}
+from floor import create_bare_app, create_floor_app
+from load_generators import first_cookie, python_rate, wrk_rate
+from machine import describe_machine, one_cpu, versions
+
+CONTENDERS = ["bare", "floor", "cookie", "flask-session", "scs", "scs-wsgi"]
+SCENARIOS = ["none", "read", "read-permanent", "write", "new", "idle-read", "mixed"]
+# The scenarios served by an app of their own: with an idle timeout, or permanent sessions.
+VARIANTS = {"idle-read": "idle", "read-permanent": "permanent"}
 MIXED = ["/read"] * 60 + ["/none"] * 20 + ["/write"] * 20
+# Many short rounds: a burst of other work on the machine then spans whole rounds.
+ROUNDS = 30
 # Encryption at rest on: each such contender beside the adapter it encrypts.
 ENCRYPTED = {"scs+enc": "scs", "scs-wsgi+enc": "scs-wsgi"}
 ENCRYPTED_SCENARIOS = ["read", "write"]
 ENCRYPTION_KEY = "benchmark-encryption-key-of-32-bytes-or-more"
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+Name = TypeVar("Name", bound=Hashable)
 
 
-def create_app(contender: str, idle: bool = False) -> WSGIApp:
-    """The app a contender serves; Redis is at ``BENCH_REDIS_URL``."""
-    redis_url = os.environ["BENCH_REDIS_URL"]
+def create_app(
+    contender: str, idle: bool = False, permanent: bool = False, redis_url: str | None = None
+) -> WSGIApp:
+    """The app a contender serves, on Redis at ``redis_url``, else at ``BENCH_REDIS_URL``.
+
+    ``idle`` gives its sessions an idle timeout, ``permanent`` makes them
+    permanent (a persistent cookie, sent again on every request that reads it).
+    """
+    redis_url = redis_url or os.environ["BENCH_REDIS_URL"]
+    if contender == "bare":
+        return create_bare_app().wsgi_app
+    if contender == "floor":
+        return create_floor_app(redis_url, idle=idle, permanent=permanent).wsgi_app
     encrypt = contender in ENCRYPTED
     contender, enc = ENCRYPTED.get(contender, contender), "-enc" if encrypt else ""
     if contender == "scs-wsgi":
@@ -68,7 +105,7 @@ def create_app(contender: str, idle: bool = False) -> WSGIApp:
         return SessionMiddleware(
             _bare_app,
             store,
-            cookie_persist=False,
+            cookie_persist=permanent,
             idle_timeout=1800 if idle else None,
             encrypt=encrypt,
             encryption_keys=[ENCRYPTION_KEY] if encrypt else [],
@@ -82,16 +119,20 @@ def create_app(contender: str, idle: bool = False) -> WSGIApp:
             SESSION_TYPE="redis",
             SESSION_REDIS=redis.Redis.from_url(redis_url),
             SESSION_KEY_PREFIX="bench:fs:",
-            SESSION_PERMANENT=False,
+            SESSION_PERMANENT=permanent,
         )
         FlaskSession(app)
     elif contender == "scs":
-        app.config.update(SCS_REDIS_URL=redis_url, SCS_KEY_PREFIX=f"bench:scs{enc}:")
+        app.config.update(
+            SCS_REDIS_URL=redis_url, SCS_KEY_PREFIX=f"bench:scs{enc}:", SCS_PERMANENT=permanent
+        )
         if encrypt:
             app.config.update(SCS_ENCRYPT=True, SCS_ENCRYPTION_KEYS=[ENCRYPTION_KEY])
         if idle:
             app.config["SCS_IDLE_TIMEOUT"] = 1800
         RedisSessions(app)
+    # Flask's cookie sessions have no such setting: the write that starts one makes it permanent.
+    make_permanent = permanent and contender == "cookie"
 
     @app.get("/none")
     def untouched() -> str:
@@ -104,8 +145,11 @@ def create_app(contender: str, idle: bool = False) -> WSGIApp:
     @app.get("/write")
     def write() -> str:
         session["n"] = session.get("n", 0) + 1
+        if make_permanent:
+            session.permanent = True
         return "ok"
 
+    app.add_url_rule("/read-permanent", view_func=read, endpoint="read-permanent")
     app.add_url_rule("/idle-read", view_func=read, endpoint="idle-read")
     app.add_url_rule("/new", view_func=write, endpoint="new")
     return app.wsgi_app  # type: ignore[return-value]
@@ -117,7 +161,7 @@ def _bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     if path in ("/write", "/new"):
         session["n"] = session.get("n", 0) + 1
         body = b"ok"
-    elif path in ("/read", "/idle-read"):
+    elif path in ("/read", "/read-permanent", "/idle-read"):
         body = str(session.get("n")).encode()
     else:
         body = b"ok"
@@ -161,10 +205,12 @@ def all_sealed(client: redis.Redis, prefix: str) -> bool:
     return bool(blobs) and all(isinstance(b, bytes) and unpack_record(b).sealed for b in blobs)
 
 
-def time_requests(app: WSGIApp, environs: list[dict[str, Any]], count: int) -> list[float]:
-    """Microseconds of ``count`` requests, cycling through ``environs``."""
+def time_requests(
+    app: WSGIApp, environs: list[dict[str, Any]], count: int, start: int = 0
+) -> list[float]:
+    """Microseconds of ``count`` requests, cycling through ``environs`` from ``start``."""
     timings = []
-    for number in range(count):
+    for number in range(start, start + count):
         environ = environs[number % len(environs)]
         started = time.perf_counter_ns()
         call(app, environ)
@@ -172,21 +218,31 @@ def time_requests(app: WSGIApp, environs: list[dict[str, Any]], count: int) -> l
     return timings
 
 
+def in_turn(names: list[Name], round_number: int) -> list[Name]:
+    """``names`` in round ``round_number``'s order: shuffled afresh, but alike in every run."""
+    order = list(names)
+    random.Random(round_number).shuffle(order)
+    return order
+
+
 def interleaved(
-    runs: dict[str, tuple[WSGIApp, list[dict[str, Any]]]], count: int, rounds: int = 10
-) -> dict[str, list[float]]:
-    """Time every run in turns, so that drift in the machine's speed hits all alike."""
+    runs: dict[Name, tuple[WSGIApp, list[dict[str, Any]]]], count: int, rounds: int = ROUNDS
+) -> dict[Name, list[float]]:
+    """Time every run in turns, so that drift in the machine's speed hits all alike.
+
+    Each run is timed for ``count`` requests, ``count / rounds`` in each round
+    (with fewer requests than rounds, one a round).
+    """
+    rounds = min(rounds, count)
     for app, environs in runs.values():
-        for environ in environs[:50] * 4:  # warm up
-            call(app, environ)
-    timings: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
+        time_requests(app, environs, max(min(200, count), len(environs)))  # warm up
+    timings: dict[Name, list[float]] = {name: [] for name in runs}
     gc.collect()
     for round_number in range(rounds):
-        turn = names[round_number % len(names) :] + names[: round_number % len(names)]
-        for name in turn:
+        for name in in_turn(list(runs), round_number):
             app, environs = runs[name]
-            timings[name] += time_requests(app, environs, count // rounds)
+            # Each round takes the mixed scenario's paths up where the last left them.
+            timings[name] += time_requests(app, environs, count // rounds, len(timings[name]))
     return timings
 
 
@@ -200,77 +256,91 @@ def summary(timings: list[float]) -> dict[str, float]:
 
 def commands_per_request(
     client: redis.Redis, app: WSGIApp, environs: list[dict[str, Any]]
-) -> float:
+) -> dict[str, Any]:
+    """The Redis commands sent per request, in all and by name, and those run by scripts."""
     with CommandCounter(client) as counted:
         for environ in environs:
             call(app, environ)
-    return round(counted.total / len(environs), 2)
+
+    def per_request(counts: dict[str, int]) -> dict[str, float]:
+        return {name: round(count / len(environs), 2) for name, count in sorted(counts.items())}
+
+    return {
+        "commands": round(counted.total / len(environs), 2),
+        "sent": per_request(counted.by_command),
+        "in_scripts": per_request(counted.in_scripts),
+    }
 
 
 def scenario_environs(scenario: str, cookie: str) -> list[dict[str, Any]]:
     if scenario == "new":
         return [environ_for("/new", None)]
     if scenario == "mixed":
-        paths = list(MIXED)
-        random.Random(7).shuffle(paths)
-        return [environ_for(path, cookie) for path in paths]
+        return [environ_for(path, cookie) for path in mixed_paths()]
     return [environ_for(f"/{scenario}", cookie)]
 
 
+def mixed_paths() -> list[str]:
+    """The mixed scenario's paths, in the one order every run takes them."""
+    paths = list(MIXED)
+    random.Random(7).shuffle(paths)
+    return paths
+
+
 def in_process(client: redis.Redis, requests: int) -> dict[str, Any]:
+    """Each contender's median and p99 µs per scenario, and the Redis commands it sends."""
     names = CONTENDERS + list(ENCRYPTED)
-    apps = {c: (create_app(c), create_app(c, idle=True)) for c in names}
-    cookies = {c: session_cookie(apps[c][0]) for c in names}
+    variants: dict[str, dict[str, Any]] = {
+        "plain": {},
+        "idle": {"idle": True},
+        "permanent": {"permanent": True},
+    }
+    apps = {c: {v: create_app(c, **options) for v, options in variants.items()} for c in names}
+    with_sessions = [c for c in names if c != "bare"]
+    cookies = {c: {v: session_cookie(apps[c][v]) for v in variants} for c in with_sessions}
+    cookies["bare"] = cookies["floor"]  # the same Cookie header to parse, though nothing reads it
     for prefix in ("bench:scs-enc:", "bench:wsgi-enc:"):
         assert all_sealed(client, prefix), f"encryption at rest is not on under {prefix}"
-    results: dict[str, Any] = {c: {} for c in names}
-    results["redis-get"] = {}
-    client.set("bench:rtt", b"x" * 100)
-
-    def one_get(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        client.get("bench:rtt")
-        return []
-
+    # Every cell in the same rounds, so that cells of two scenarios compare as well as two
+    # contenders of one (a permanent read beside a read, say).
+    runs: dict[tuple[str, str], tuple[WSGIApp, list[dict[str, Any]]]] = {}
     for scenario in SCENARIOS:
-        timed = names if scenario in ENCRYPTED_SCENARIOS else CONTENDERS
-        runs = {
-            c: (
-                apps[c][1 if scenario == "idle-read" else 0],
-                scenario_environs(scenario, cookies[c]),
-            )
-            for c in timed
-        }
-        # The floor's unit, a redis-py GET, timed in the same turns as the contenders:
-        # a GET alone in a tight loop runs faster than one amid a request.
-        runs["redis-get"] = (one_get, [{}])
-        for contender, timings in interleaved(runs, requests).items():
-            app, environs = runs[contender]
-            entry = summary(timings)
-            if contender != "redis-get":
-                sample = environs if scenario == "mixed" else environs * 20
-                entry["commands"] = commands_per_request(client, app, sample)
-            results[contender][scenario] = entry
+        variant = VARIANTS.get(scenario, "plain")
+        for c in names if scenario in ENCRYPTED_SCENARIOS else CONTENDERS:
+            runs[c, scenario] = (apps[c][variant], scenario_environs(scenario, cookies[c][variant]))
+    results: dict[str, Any] = {c: {} for c in names}
+    for (contender, scenario), timings in interleaved(runs, requests).items():
+        app, environs = runs[contender, scenario]
+        entry: dict[str, Any] = summary(timings)
+        sample = environs if scenario == "mixed" else environs * 20
+        entry.update(commands_per_request(client, app, sample))
+        results[contender][scenario] = entry
     return results
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    scs = results["scs"]
+    """Per scenario: this project over the measured floor, and Flask-Session over it."""
     table: dict[str, Any] = {}
     for scenario in SCENARIOS:
-        round_trip = results["redis-get"][scenario]["median_us"]
-        floor = results["cookie"][scenario]["median_us"] + FLOOR_ROUND_TRIPS[scenario] * round_trip
-        mine = scs[scenario]["median_us"]
+        median = {c: results[c][scenario]["median_us"] for c in CONTENDERS}
+        scs, floor = median["scs"], median["floor"]
         table[scenario] = {
-            "redis_get_us": round_trip,
-            "floor_us": round(floor, 1),
-            "scs_vs_floor": round(mine / floor, 2),
-            "scs_vs_cookie": round(mine / results["cookie"][scenario]["median_us"], 2),
-            "flask_session_over_scs": round(
-                results["flask-session"][scenario]["median_us"] / mine, 2
-            ),
-            "scs_wsgi_vs_floor": round(results["scs-wsgi"][scenario]["median_us"] / floor, 2),
+            "bare_us": median["bare"],
+            "floor_us": floor,
+            "scs_us": scs,
+            "scs_over_floor_us": round(scs - floor, 1),
+            "scs_vs_floor": round(scs / floor, 2),
+            "scs_wsgi_vs_floor": round(median["scs-wsgi"] / floor, 2),
+            "scs_vs_cookie": round(scs / median["cookie"], 2),
+            "flask_session_over_scs": round(median["flask-session"] / scs, 2),
         }
     return table
+
+
+def permanent_read_extra_us(results: dict[str, Any], contender: str = "scs") -> float:
+    """What a permanent session's read costs ``contender`` over a read of one that is not."""
+    cells = results[contender]
+    return round(float(cells["read-permanent"]["median_us"] - cells["read"]["median_us"]), 1)
 
 
 def encryption_ratios(results: dict[str, Any]) -> dict[str, Any]:
@@ -289,81 +359,77 @@ def encryption_ratios(results: dict[str, Any]) -> dict[str, Any]:
     return table
 
 
-def end_to_end(redis_url: str, seconds: int) -> dict[str, Any]:
-    """Requests per second for the mixed scenario, served by gunicorn with 2 workers."""
-    results = {}
-    for contender in CONTENDERS:
-        with gunicorn(
-            f"bench:create_app('{contender}')",
-            pythonpath=str(Path(__file__).parent),
-            env={"BENCH_REDIS_URL": redis_url},
-            probe="/none",
-        ) as port:
-            import http.client
-
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            connection.request("GET", "/write")
-            response = connection.getresponse()
-            response.read()
-            cookie = (response.getheader("Set-Cookie") or "").split(";", 1)[0]
-            connection.close()
-            paths = list(MIXED)
-            random.Random(7).shuffle(paths)
-            if shutil.which("wrk"):
-                rate, tool = _wrk(port, cookie, paths, seconds), "wrk"
-            else:
-                rate, tool = _python_load(port, cookie, paths, seconds), "python"
-            results[contender] = {"requests_per_second": round(rate), "load_generator": tool}
-    return results
-
-
-def _wrk(port: int, cookie: str, paths: list[str], seconds: int) -> float:
-    script = (
-        "local paths = {" + ",".join(f'"{path}"' for path in paths) + "}\n"
-        "local i = 0\n"
-        "request = function()\n"
-        "  i = i % #paths + 1\n"
-        f'  return wrk.format("GET", paths[i], {{["Cookie"] = "{cookie}"}})\n'
-        "end\n"
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 17's performance targets, each with its measured value and whether it is met."""
+    table = report["ratios"]
+    measured: list[tuple[str, float, str, float, str]] = [
+        (f"{s}: Flask-Session / scs", table[s]["flask_session_over_scs"], ">=", bound, "x")
+        for s, bound in (("read", 1.8), ("write", 1.15), ("new", 1.25))
+    ]
+    measured += [
+        (f"{s}: scs / floor", table[s]["scs_vs_floor"], "<=", 1.15, "x")
+        for s in ("read", "write", "new")
+    ]
+    measured.append(
+        ("permanent read: scs over a read", report["permanent_read_extra_us"], "<=", 10, " µs")
     )
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script)
-    try:
-        output = subprocess.run(
-            ["wrk", "-t2", "-c16", f"-d{seconds}s", "-s", handle.name, f"http://127.0.0.1:{port}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(handle.name)
-    line = next(line for line in output.splitlines() if line.startswith("Requests/sec:"))
-    return float(line.split()[1])
+    end_to_end = report["end_to_end"]["scs_over_flask_session"]
+    measured.append(("end to end, mixed: scs / Flask-Session req/s", end_to_end, ">=", 1.3, "x"))
+    return [
+        {
+            "target": name,
+            "measured": value,
+            "bound": f"{relation} {bound}{unit}",
+            "unit": unit.strip(),
+            "met": value >= bound if relation == ">=" else value <= bound,
+        }
+        for name, value, relation, bound, unit in measured
+    ]
 
 
-def _python_load(port: int, cookie: str, paths: list[str], seconds: int) -> float:
-    import http.client
+def end_to_end(redis_url: str, seconds: int) -> dict[str, Any]:
+    """Requests per second for the mixed scenario, served by gunicorn with 2 workers.
 
-    done = [0]
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-
-    def client() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        sent = 0
-        while time.monotonic() < stop:
-            connection.request("GET", paths[sent % len(paths)], headers={"Cookie": cookie})
-            connection.getresponse().read()
-            sent += 1
-        with lock:
-            done[0] += sent
-
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return done[0] / seconds
+    Every contender's server runs throughout; each is loaded for one second
+    per round, in turns, so that the machine's drift hits all alike.
+    """
+    paths = mixed_paths()
+    tool = "wrk" if shutil.which("wrk") else "python"
+    load = wrk_rate if tool == "wrk" else python_rate
+    rates: dict[str, list[float]] = {c: [] for c in CONTENDERS}
+    with ExitStack() as servers:
+        ports = {
+            c: servers.enter_context(
+                gunicorn(
+                    f"bench:create_app('{c}')",
+                    pythonpath=str(Path(__file__).parent),
+                    env={"BENCH_REDIS_URL": redis_url},
+                    probe="/none",
+                )
+            )
+            for c in CONTENDERS
+        }
+        cookies = {c: first_cookie(port) for c, port in ports.items() if c != "bare"}
+        cookies["bare"] = cookies["floor"]
+        for contender, port in ports.items():
+            python_rate(port, cookies[contender], paths, 0.5)  # warm up
+        for round_number in range(seconds):
+            for contender in in_turn(CONTENDERS, round_number):
+                rates[contender].append(load(ports[contender], cookies[contender], paths, 1))
+    per_contender = {
+        c: {"requests_per_second": round(statistics.mean(r)), "per_round": [round(x) for x in r]}
+        for c, r in rates.items()
+    }
+    return {
+        "load_generator": tool,
+        "workers": 2,
+        "rounds": seconds,
+        "contenders": per_contender,
+        "scs_over_flask_session": round(
+            statistics.mean(rates["scs"]) / statistics.mean(rates["flask-session"]), 2
+        ),
+        "scs_vs_floor": round(statistics.mean(rates["scs"]) / statistics.mean(rates["floor"]), 2),
+    }
 
 
 def fill(client: redis.Redis, prefix: str, count: int, start: int = 0) -> None:
@@ -378,20 +444,21 @@ def fill(client: redis.Redis, prefix: str, count: int, start: int = 0) -> None:
         pipe.execute()
 
 
-def scale(client: redis.Redis, requests: int, largest: int) -> dict[str, Any]:
+def scale(requests: int, largest: int) -> dict[str, Any]:
     """Per-request cost as the store grows, and the time to count and iterate 100,000."""
-    app = create_app("scs")
-    cookie = session_cookie(app)
-    read = [environ_for("/read", cookie)]
-    results: dict[str, Any] = {}
-    stored = 0
-    for size in (1_000, largest):
-        fill(client, "bench:scs:", size - stored, start=stored)
-        stored = size
-        timings = interleaved({"scs": (app, read)}, requests)["scs"]
-        results[f"read_with_{size}_sessions"] = summary(timings)
+    server_url = os.environ["BENCH_REDIS_URL"].rsplit("/", 1)[0]
+    # Each store size in a database of its own, so that both reads are timed in the same rounds.
+    runs: dict[str, tuple[WSGIApp, list[dict[str, Any]]]] = {}
+    for size, database in ((1_000, 2), (largest, 3)):
+        app = create_app("scs", redis_url=f"{server_url}/{database}")
+        cookie = session_cookie(app)
+        fill(redis.Redis.from_url(f"{server_url}/{database}"), "bench:scs:", size - 1)
+        runs[f"read_with_{size}_sessions"] = (app, [environ_for("/read", cookie)])
+    results: dict[str, Any] = {
+        name: summary(timings) for name, timings in interleaved(runs, requests).items()
+    }
     # A database of their own, so that SCAN walks these 100,000 and not the million too.
-    iterate_client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"].rsplit("/", 1)[0] + "/1")
+    iterate_client = redis.Redis.from_url(f"{server_url}/1")
     prefix = "bench:iterate:"
     fill(iterate_client, prefix, 100_000)
     admin = SessionAdmin(RedisStore(iterate_client, prefix=prefix))
@@ -405,26 +472,72 @@ def scale(client: redis.Redis, requests: int, largest: int) -> dict[str, Any]:
     return results
 
 
-def print_table(report: dict[str, Any]) -> None:
-    results, table = report["in_process"], report["ratios"]
-    pinned = "; this process and Redis on one CPU" if report.get("pinned_to_one_cpu") else ""
+def print_report(report: dict[str, Any]) -> None:
+    machine, found = report["machine"], report["versions"]
     print(
-        f"\nIn process (app.wsgi_app called directly), {report['requests']} requests each{pinned}"
+        f"\nMachine: {machine['cpu']}, {machine['cpus']} CPUs ({machine['cpus_usable']} usable),"
+        f" {machine['os']}, {machine['python']}"
     )
-    header = f"{'scenario':<10}" + "".join(f"{c:>22}" for c in CONTENDERS)
-    print(header + f"{'GET':>7}{'floor':>8}{'scs/floor':>11}{'fs/scs':>8}")
+    print("Versions: " + ", ".join(f"{name} {version}" for name, version in found.items()))
+    pinning = report["pinning"]
+    if pinning["in_effect"]:
+        pinned = "yes, this process and Redis on one CPU"
+    else:
+        pinned = (
+            "no, as asked (--no-pin)" if not pinning["asked"] else "no, the OS does not allow it"
+        )
+    print(f"Pinned: {pinned}")
+    print_in_process(report)
+    print("\nEnd to end, mixed, gunicorn with 2 workers each, loaded by", end=" ")
+    e2e = report["end_to_end"]
+    print(f"{e2e['load_generator']} in {e2e['rounds']} one-second rounds taken in turns:")
+    for contender, entry in e2e["contenders"].items():
+        rounds = " ".join(str(rate) for rate in entry["per_round"])
+        print(f"  {contender:<14}{entry['requests_per_second']:>8} req/s  (rounds: {rounds})")
+    print(f"  scs / Flask-Session: {e2e['scs_over_flask_session']:.2f}x;", end=" ")
+    print(f"scs / floor: {e2e['scs_vs_floor']:.2f}x")
+    print("\nScale:")
+    for name, value in report["scale"].items():
+        print(f"  {name:<28}{value}")
+    print("\nTargets (issue 17):")
+    for target in report["targets"]:
+        value = (
+            f"{target['measured']:.2f}x" if target["unit"] == "x" else f"{target['measured']} µs"
+        )
+        verdict = "MET" if target["met"] else "NOT MET"
+        print(f"  {target['target']:<46}{value:>9}   {target['bound']:<10}{verdict}")
+
+
+def print_in_process(report: dict[str, Any]) -> None:
+    results, table = report["in_process"], report["ratios"]
+    print(
+        f"\nIn process (app.wsgi_app called directly), {report['requests']} requests per cell,"
+        f" every cell timed in the same {ROUNDS} rounds:"
+    )
+    print(f"{'':<15}" + "".join(f"{c:>18}" for c in CONTENDERS))
+    print(f"{'scenario':<15}" + f"{'median':>8}{'p99':>6}{'cmd':>4}" * len(CONTENDERS))
     for scenario in SCENARIOS:
-        cells = "".join(_cell(results[c][scenario]) for c in CONTENDERS)
+        print(f"{scenario:<15}" + "".join(_cell(results[c][scenario]) for c in CONTENDERS))
+    print("(µs; cmd: Redis commands sent per request; floor: bare plus the commands scs sends)")
+    print(
+        f"\n{'scenario':<15}{'bare':>8}{'floor':>8}{'scs':>8}{'scs-floor':>11}"
+        f"{'scs/floor':>11}{'wsgi/floor':>12}{'scs/cookie':>12}{'fs/scs':>9}"
+    )
+    for scenario in SCENARIOS:
         ratio = table[scenario]
         print(
-            f"{scenario:<10}{cells}{ratio['redis_get_us']:>7.0f}{ratio['floor_us']:>8.0f}"
-            f"{ratio['scs_vs_floor']:>10.2f}x"
-            f"{ratio['flask_session_over_scs']:>7.2f}x"
+            f"{scenario:<15}{ratio['bare_us']:>8.1f}{ratio['floor_us']:>8.1f}{ratio['scs_us']:>8.1f}"
+            f"{ratio['scs_over_floor_us']:>8.1f} µs{ratio['scs_vs_floor']:>10.2f}x"
+            f"{ratio['scs_wsgi_vs_floor']:>11.2f}x{ratio['scs_vs_cookie']:>11.2f}x"
+            f"{ratio['flask_session_over_scs']:>8.2f}x"
         )
-    print("(each cell: median µs, p99 µs, Redis commands per request; GET: one redis-py GET,")
-    print(" timed in the same turns; floor: the cookie baseline plus the fewest GETs)")
-    print("\nEncryption at rest, on beside off, timed in the same turns as the cells above:")
-    print(f"{'adapter':<10}{'scenario':<10}{'off':>22}{'on':>22}{'on/off':>8}{'added':>10}")
+    extra, floor_extra = report["permanent_read_extra_us"], report["floor_permanent_read_extra_us"]
+    print(
+        f"permanent_read_extra_us = scs[read-permanent] - scs[read] = {extra} µs"
+        f" (the floor's: {floor_extra} µs)"
+    )
+    print("\nEncryption at rest, on beside off, timed in the same rounds as the cells above:")
+    print(f"{'adapter':<10}{'scenario':<10}{'off':>18}{'on':>18}{'on/off':>8}{'added':>10}")
     for encrypted, adapter in ENCRYPTED.items():
         for scenario in ENCRYPTED_SCENARIOS:
             cells = "".join(_cell(results[c][scenario]) for c in (adapter, encrypted))
@@ -433,28 +546,29 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{adapter:<10}{scenario:<10}{cells}{ratio['on_over_off']:>7.2f}x"
                 f"{ratio['added_us']:>7.1f} µs"
             )
-    print("\nEnd to end, mixed, gunicorn with 2 workers:")
-    for contender, entry in report["end_to_end"].items():
-        print(
-            f"  {contender:<14}{entry['requests_per_second']:>8} req/s ({entry['load_generator']})"
-        )
-    print("\nScale:")
-    for name, value in report["scale"].items():
-        print(f"  {name:<28}{value}")
 
 
 def _cell(entry: dict[str, Any]) -> str:
     """A table cell: median µs, p99 µs, Redis commands per request."""
-    return f"{entry['median_us']:>9.1f} µs {entry['p99_us']:>5.0f} {entry['commands']:>4g}c"
+    return f"{entry['median_us']:>8.1f}{entry['p99_us']:>6.0f}{entry['commands']:>4g}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--requests", type=int, default=3000, help="timed requests per cell")
-    parser.add_argument("--seconds", type=int, default=5, help="of load per end-to-end run")
+    parser.add_argument("--seconds", type=int, default=5, help="one-second end-to-end rounds")
     parser.add_argument("--largest", type=int, default=1_000_000, help="sessions for the scale run")
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run this process and Redis on one CPU in process, where the OS allows it",
+    )
     parser.add_argument("--json", default="bench-results.json", help="where to write the numbers")
     arguments = parser.parse_args()
+    if arguments.requests < 1 or arguments.seconds < 1:
+        parser.error("--requests and --seconds must be 1 or more")
+    started = time.monotonic()
     # Always a throwaway server of our own: the scale run stores a million sessions.
     with RedisServer() as server:
         redis_url = server.url
@@ -462,70 +576,35 @@ def main() -> int:
         client = redis.Redis.from_url(redis_url)
         report: dict[str, Any] = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "commit": _commit(),
-            "python": platform.python_version(),
-            "redis": client.info("server")["redis_version"],
-            "hiredis": _has_hiredis(),
-            "cpus": os.cpu_count(),
+            "machine": describe_machine(),
+            "versions": versions(client),
             "requests": arguments.requests,
         }
-        with one_cpu(server.pid) as pinned:
-            report["pinned_to_one_cpu"] = pinned
+        with one_cpu(server.pid, pin=arguments.pin) as pinned:
+            report["pinning"] = {"asked": arguments.pin, "in_effect": pinned}
+            _progress("in process")
             report["in_process"] = in_process(client, arguments.requests)
             report["ratios"] = ratios(report["in_process"])
+            report["permanent_read_extra_us"] = permanent_read_extra_us(report["in_process"])
+            # What sending the cookie again costs any session: the target's context.
+            report["floor_permanent_read_extra_us"] = permanent_read_extra_us(
+                report["in_process"], "floor"
+            )
             report["encryption"] = encryption_ratios(report["in_process"])
-            report["scale"] = scale(client, arguments.requests, arguments.largest)
+            _progress("scale")
+            report["scale"] = scale(arguments.requests, arguments.largest)
+        _progress("end to end")
         report["end_to_end"] = end_to_end(redis_url, arguments.seconds)
-    print_table(report)
+    report["targets"] = targets(report)
+    report["run_seconds"] = round(time.monotonic() - started)
+    print_report(report)
     Path(arguments.json).write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {arguments.json}")
+    print(f"\nran for {report['run_seconds']} s; wrote {arguments.json}")
     return 0
 
 
-@contextmanager
-def one_cpu(redis_pid: int | None) -> Iterator[bool]:
-    """Pin this process and Redis to one CPU, and yield whether that could be done.
-
-    A round trip between two CPUs adds a wake-up of the other CPU at random
-    (some 45 µs on the 2-core development machine); on one CPU every round
-    trip pays the same. The end-to-end runs, with their several workers, are
-    not pinned.
-    """
-    if not hasattr(os, "sched_setaffinity") or redis_pid is None:
-        yield False
-        return
-    mine, theirs = os.sched_getaffinity(0), os.sched_getaffinity(redis_pid)
-    cpu = {min(mine & theirs or mine)}
-    try:
-        os.sched_setaffinity(0, cpu)
-        os.sched_setaffinity(redis_pid, cpu)
-    except OSError:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        os.sched_setaffinity(0, mine)
-        with contextlib.suppress(OSError):  # Redis may be gone already
-            os.sched_setaffinity(redis_pid, theirs)
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _has_hiredis() -> bool:
-    try:
-        import hiredis  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _progress(stage: str) -> None:
+    print(f"bench: {stage}...", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

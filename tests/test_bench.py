@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from flask_scs_redis.testing import RedisServer
 
 from harness import load_script
 
 
-@pytest.fixture
-def results(
-    redis_server: RedisServer, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def results() -> Iterator[dict[str, Any]]:
+    """One short run of every contender, on a server of its own, shared by this module's tests."""
     pytest.importorskip("flask_session")
-    monkeypatch.setenv("BENCH_REDIS_URL", redis_server.url)
-    bench = load_script("benchmarks/bench.py")
-    measured: dict[str, Any] = bench.in_process(redis_client, requests=20)
-    table = bench.ratios(measured)
-    assert set(table) == set(bench.SCENARIOS)
-    return measured
+    with RedisServer() as server, pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("BENCH_REDIS_URL", server.url)
+        bench = load_script("benchmarks/bench.py")
+        client = server.client()
+        measured: dict[str, Any] = bench.in_process(client, requests=20)
+        assert set(bench.ratios(measured)) == set(bench.SCENARIOS)
+        yield measured
+        client.close()
 
 
 def test_this_project_meets_its_round_trip_targets(results: dict[str, Any]) -> None:
@@ -32,6 +33,7 @@ def test_this_project_meets_its_round_trip_targets(results: dict[str, Any]) -> N
         assert commands == {
             "none": 0,
             "read": 1,
+            "read-permanent": 1,
             "write": 2,
             "new": 1,
             "idle-read": 1,
@@ -39,8 +41,20 @@ def test_this_project_meets_its_round_trip_targets(results: dict[str, Any]) -> N
         }, contender
 
 
+def test_the_floor_sends_the_commands_the_extension_sends(results: dict[str, Any]) -> None:
+    for scenario, scs in results["scs"].items():
+        floor = results["floor"][scenario]
+        assert floor["sent"] == scs["sent"], scenario
+        assert floor["in_scripts"] == scs["in_scripts"], scenario
+        assert floor["commands"] == scs["commands"], scenario
+
+
+def test_the_baselines_without_redis_send_nothing(results: dict[str, Any]) -> None:
+    for contender in ("bare", "cookie"):
+        assert {cell["commands"] for cell in results[contender].values()} == {0}, contender
+
+
 def test_the_anchors_behave_as_the_benchmark_assumes(results: dict[str, Any]) -> None:
-    assert {cell["commands"] for cell in results["cookie"].values()} == {0}
     # Flask-Session 0.8 reads and rewrites on every request that carries a cookie.
     assert results["flask-session"]["none"]["commands"] == 2
     assert results["flask-session"]["read"]["commands"] == 2
