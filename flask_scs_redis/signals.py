@@ -21,7 +21,7 @@ hand, its ``sender``) and three keyword arguments:
     - :data:`session_destroyed`: ``"destroy"`` (``session.destroy()``,
       Flask-Login's logout), ``"emptied"`` (a request cleared every value),
       ``"logout-everywhere"`` (``destroy_user_sessions``, ``purge --user``),
-      ``"admin"`` (``destroy(session_id)``, the CLI's ``delete``),
+      ``"admin"`` (``destroy(session_id)``, the CLI's ``delete`` and ``purge --all``),
       ``"evicted"`` (``SCS_MAX_SESSIONS_PER_USER``) or ``"corrupt"`` (a record
       that could not be read, deleted).
 
