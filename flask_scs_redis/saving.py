@@ -17,7 +17,7 @@ from .changes import Changes, changes_since
 from .clock import now_ms
 from .errors import SessionConflictError
 from .rotation import MOST_HOPS
-from .state import Outcome, SessionState, Status
+from .state import Outcome, SessionState
 from .store import RedisStore
 from .users import Purged, UserIndex
 from .writes import Writer
@@ -71,8 +71,7 @@ class Saver:
         before = (state.user, state.key)
         user = self.users.user_of(values)
         key = self.writer.destination(state, values, fresh_token)
-        renewed = state.status is Status.RENEWED  # a rotation keeps the deadline
-        deadline_ms = now_ms() + state.span_ms if renewed else state.deadline_ms
+        deadline_ms = state.saved_deadline_ms(now_ms())
         try:
             rescore = state.expiry_set or state.rewrite  # a rewrite re-enters the current name
             entry = self.users.enter(before, (user, key), deadline_ms, rescore=rescore)

@@ -113,6 +113,13 @@ class SessionState(NamedTuple):
         """The absolute lifetime a renewal starts again: the session's own, else the app's."""
         return self.lifetime_ms if self.own_lifetime_ms is None else self.own_lifetime_ms
 
+    def saved_deadline_ms(self, now_ms: int) -> int:
+        """The deadline a save at ``now_ms`` leaves: a renewal starts a new lifetime.
+
+        Anything else keeps the deadline, a rotation too: it is no new lifetime.
+        """
+        return now_ms + self.span_ms if self.status is Status.RENEWED else self.deadline_ms
+
     @property
     def window_ms(self) -> int | None:
         """The idle timeout in force: the session's own (0 meaning none), else the app's."""

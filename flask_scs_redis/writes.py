@@ -93,9 +93,7 @@ class Writer:
         replica). The token stays as it was; the next request tries again.
         """
         rotating = state.status is Status.ROTATING
-        quiet = state._replace(status=Status.LOADED) if rotating else state
-        unchanged = self._as_stored(quiet, encode(values))
-        if not ((state.rewrite or rotating) and unchanged):
+        if not ((state.rewrite or rotating) and self._as_stored(state, encode(values))):
             return False
         logger.warning(
             "a session was read but not %s: %s",
@@ -106,9 +104,12 @@ class Writer:
 
     @staticmethod
     def _as_stored(state: SessionState, encoded: bytes) -> bool:
-        """Whether saving ``encoded`` would change nothing of the session stored for ``state``."""
+        """Whether saving ``encoded`` would change nothing of the session stored for ``state``.
+
+        A token due for rotation changes nothing of the session either.
+        """
         return (
-            state.status is Status.LOADED
+            (state.status is Status.LOADED or state.status is Status.ROTATING)
             and state.token is not None
             and encoded == state.stored_values
             and not state.expiry_set
@@ -237,12 +238,9 @@ class Writer:
         assert state.key is not None and state.token is not None
         new_key = self.store.key_for(token)
         now = now_ms()
-        rotating = state.status is Status.ROTATING
-        # Renewal starts a new lifetime; a rotation is no new lifetime.
-        deadline_ms = state.deadline_ms if rotating else now + state.span_ms
-        blob, written = self._draft(state, 1, encoded, deadline_ms, token, new_key)
+        blob, written = self._draft(state, 1, encoded, state.saved_deadline_ms(now), token, new_key)
         leave = None
-        if rotating and self.grace_ms:
+        if state.status is Status.ROTATING and self.grace_ms:
             stub = forwarding_record(
                 revision=state.revision + 1,
                 created_ms=state.created_ms,
