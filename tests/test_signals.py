@@ -31,7 +31,7 @@ from flask_scs_redis.signals import session_created, session_destroyed, session_
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.tokens import token_digest
 
-from harness import PREFIX, Count, MakeApp, MakeClient, cookie_token, edit_record
+from harness import PREFIX, ROOT, Count, MakeApp, MakeClient, cookie_token, edit_record
 from views import build_flask_app, build_wsgi_app
 
 SIGNALS = {"created": session_created, "renewed": session_renewed, "destroyed": session_destroyed}
@@ -494,3 +494,35 @@ def test_without_receivers_nothing_fails_and_no_command_is_added(
         heard = lifecycle()
     assert len(events) == 4
     assert unheard == heard == {"set": 1, "evalsha": 8, "zrem": 1}  # the budget before signals
+
+
+# The README's recipe.
+
+
+def test_the_readmes_audit_recipe_logs_each_event(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Audit events") :]
+    recipe = section[section.index("```python\n") + 10 : section.index("```\n", 10)]
+    namespace: dict[str, Any] = {}
+    caplog.set_level(logging.INFO, "audit")
+    exec(recipe, namespace)  # it connects its receivers for good (weak=False)
+    try:
+        client = make_client()
+        client.get("/set?key=_user_id&value=alice")
+        client.get("/renew")
+        client.get("/logout")
+        lines = [r.getMessage() for r in caplog.records if r.name == "audit"]
+        assert [line.split(" id=")[0] for line in lines] == [
+            "session created",
+            "session renewed",
+            "session destroyed",
+        ]
+        assert lines[0].endswith("user=alice reason=new")
+        assert lines[2].endswith("user=alice reason=destroy")
+    finally:
+        for signal in SIGNALS.values():
+            for receiver in list(signal.receivers.values()):
+                if getattr(receiver, "__qualname__", "").startswith("log_to_audit"):
+                    signal.disconnect(receiver)
