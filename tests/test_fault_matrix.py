@@ -830,22 +830,24 @@ def running_primaries(servers: RedisClusterServers) -> list[RedisServer]:
 
 @pytest.mark.cluster
 def test_a_login_whose_index_fails_after_its_move_keeps_the_session(
-    cluster: RedisClusterServers,
+    cluster: RedisClusterServers, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = fault_app(cluster.url, SCS_KEY_PREFIX="after-move:")
+    # No retries: redis-py retries a Cluster pipeline (the index step) on a timeout.
+    app = fault_app(cluster.url, SCS_KEY_PREFIX="after-move:", SCS_REDIS_RETRIES=0)
     store = RedisSessions().store(app)
     unreachable = running_primaries(cluster)[0]  # will hold the first user's index
     names = [f"user-{number}" for number in range(200)]
     first = next(u for u in names if cluster.primary_for(store.keys.index(u)) is unreachable)
     second = next(u for u in names if cluster.primary_for(store.keys.index(u)) is not unreachable)
-    moved = 0
-    for _ in range(10):
+    moved = refused = 0
+    for _ in range(40):  # the new token's node is random: stop after two moves
         client = app.test_client()
         client.get("/add", query_string={"key": "cart"})
         assert client.get("/login", query_string={"user": first}).status_code == 200
         token = client.get_cookie("session").value  # type: ignore[union-attr]
         if cluster.primary_for(store.key_for(token)) is unreachable:
             continue
+        caplog.clear()
         with unreachable.client() as admin:
             command(admin, "CLIENT", "PAUSE", 3000, "WRITE")
             try:
@@ -857,11 +859,38 @@ def test_a_login_whose_index_fails_after_its_move_keeps_the_session(
         # logged. When the new record was to land on the paused primary (a third
         # of the time), the move did not happen: 503, and the old cookie still works.
         assert answer.status_code in (200, 503)
-        moved += answer.status_code == 200
+        if answer.status_code == 200:
+            moved += 1
+            assert client.get_cookie("session").value != token  # type: ignore[union-attr]
+            assert "user index could not be brought in step" in caplog.text, caplog.text
+        else:
+            refused += 1
+            assert client.get_cookie("session").value == token  # type: ignore[union-attr]
         assert client.get("/read").text == "cart"
-        if moved == 2:  # each round waits out a pause: two moves show it
+        if moved == 2:
             break
-    assert moved > 0
+    assert moved == 2, (moved, refused)
+
+
+@pytest.mark.cluster
+def test_a_hung_cluster_node_costs_one_timeout_not_three(cluster: RedisClusterServers) -> None:
+    # redis-py's Cluster client retries a timed-out command by itself; ours must not,
+    # or a hung node would cost each command three SCS_REDIS_TIMEOUTs.
+    app = fault_app(cluster.url, SCS_KEY_PREFIX="hung:")
+    store = RedisSessions().store(app)
+    client = app.test_client()
+    client.get("/add", query_string={"key": "cart"})
+    token = client.get_cookie("session").value  # type: ignore[union-attr]
+    with cluster.primary_for(store.key_for(token)).client() as admin:
+        command(admin, "CLIENT", "PAUSE", 5000, "WRITE")  # the read script slides the window
+        try:
+            started = time.monotonic()
+            assert client.get("/read").status_code == 503
+            took = time.monotonic() - started
+        finally:
+            command(admin, "CLIENT", "UNPAUSE")
+    assert STORE_TIMEOUT <= took < 2 * STORE_TIMEOUT, took
+    assert client.get("/read").text == "cart"
 
 
 @pytest.mark.cluster
