@@ -25,7 +25,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .errors import ConfigurationError, SessionStoreError, SessionStoreUnavailable
+from .errors import ConfigurationError, SessionError, SessionStoreError, SessionStoreUnavailable
 
 
 def client_from_url(url: str, *, timeout: float, retries: int, **client_kwargs: Any) -> Any:
@@ -213,7 +213,15 @@ def _plain(exc: BaseException) -> str:
 
 @contextmanager
 def translated_errors() -> Iterator[None]:
-    """Re-raise redis-py errors as this package's store errors.
+    """Re-raise redis-py errors as this package's store errors (see :func:`translated`)."""
+    try:
+        yield
+    except redis.exceptions.RedisError as exc:
+        raise translated(exc) from exc
+
+
+def translated(exc: redis.exceptions.RedisError) -> SessionError:
+    """The store error to raise, ``from exc``, for the redis-py error ``exc``.
 
     A lost connection, a timeout and a transient refusal (OOM, READONLY,
     LOADING, a Cluster failing over) are :class:`SessionStoreUnavailable`; a
@@ -222,32 +230,25 @@ def translated_errors() -> Iterator[None]:
     :class:`SessionStoreError` with what Redis said. No message carries a
     command's arguments.
     """
-    try:
-        yield
-    except redis.exceptions.AuthenticationError as exc:
-        raise SessionStoreUnavailable(
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return SessionStoreUnavailable(
             f"the session store refused to authenticate: {_plain(exc)}"
             " (check the user and password in the Redis URL)"
-        ) from exc
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise SessionStoreUnavailable(
-            f"the session store cannot be reached: {_plain(exc)}"
-        ) from exc
-    except redis.exceptions.NoPermissionError as exc:
-        raise SessionStoreError(
+        )
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return SessionStoreUnavailable(f"the session store cannot be reached: {_plain(exc)}")
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return SessionStoreError(
             f"the session store's user lacks a permission: {_plain(exc)}; grant it"
             " with ACL SETUSER (`flask scs check`, or check_store(), lists every"
             " command the library sends that the user may not run)"
-        ) from exc
-    except redis.exceptions.RedisError as exc:
-        said = _plain(exc)
-        if said.endswith(_NO_DATABASE):  # from a ready client; see _select_checked
-            raise ConfigurationError(
-                f"the Redis client selects a database the server does not have ({said}):"
-                " fix the client's db"
-            ) from exc
-        if isinstance(exc, _TRANSIENT) or said.startswith(_TRANSIENT_CODES):
-            raise SessionStoreUnavailable(
-                f"the session store refused the command for now: {said}"
-            ) from exc
-        raise SessionStoreError(f"the session store failed: {said}") from exc
+        )
+    said = _plain(exc)
+    if said.endswith(_NO_DATABASE):  # from a ready client; see _select_checked
+        return ConfigurationError(
+            f"the Redis client selects a database the server does not have ({said}):"
+            " fix the client's db"
+        )
+    if isinstance(exc, _TRANSIENT) or said.startswith(_TRANSIENT_CODES):
+        return SessionStoreUnavailable(f"the session store refused the command for now: {said}")
+    return SessionStoreError(f"the session store failed: {said}")

@@ -15,6 +15,7 @@ from operator import methodcaller
 from typing import Any
 
 from .clock import milliseconds, now_ms
+from .commands import Commands
 from .connections import client_from_url, is_cluster, translated_errors
 from .durable import write_and_wait
 from .errors import ConfigurationError, SessionStoreError
@@ -71,6 +72,7 @@ class RedisStore:
         #: The names and shapes of this store's keys.
         self.keys = KeySpace(self.prefix, self.hash_tokens)
         self._cluster = is_cluster(client)
+        self._commands = Commands(client)
         self._compare_and_set = client.register_script(COMPARE_AND_SET)
         self._unlock = client.register_script(UNLOCK)
         self._read = client.register_script(READ)
@@ -149,20 +151,19 @@ class RedisStore:
 
         .. versionchanged:: 0.2 ``sliding``, and the record's own idle timeout.
         """
-        with translated_errors():
-            if idle_expiry_ms is None and not sliding:
-                return self.client.get(key)  # type: ignore[no-any-return]
-            until = "" if idle_expiry_ms is None else idle_expiry_ms  # "": the record's own only
-            return self._read(keys=[key], args=[now_ms(), until])  # type: ignore[no-any-return]
+        if idle_expiry_ms is None and not sliding:
+            return self._commands.execute("GET", key)  # type: ignore[no-any-return]
+        until = "" if idle_expiry_ms is None else idle_expiry_ms  # "": the record's own only
+        return self._commands.script(self._read, [key], [now_ms(), until])  # type: ignore[no-any-return]
 
     def create(self, key: str, record: bytes, expiry_ms: int) -> bool:
         """Write a new record at ``key`` until the Unix time ``expiry_ms``, unless one is there.
 
         One SET NX PXAT. Return whether the record was written.
         """
+        if not self.min_replicas:
+            return bool(self._commands.execute("SET", key, record, "PXAT", expiry_ms, "NX"))
         with translated_errors():
-            if not self.min_replicas:
-                return bool(self.client.set(key, record, pxat=expiry_ms, nx=True))
             (written,) = self._durably(
                 key, lambda pipe: pipe.set(key, record, pxat=expiry_ms, nx=True)
             )
@@ -204,10 +205,9 @@ class RedisStore:
         """
         left, left_until = leave or (b"", 0)
         if not (self._cluster or self.min_replicas):
-            with translated_errors():
-                answer = self._move(
-                    keys=[key, new_key], args=[expected, record, expiry_ms, left, left_until]
-                )
+            answer = self._commands.script(
+                self._move, [key, new_key], [expected, record, expiry_ms, left, left_until]
+            )
             return Write.from_answer(answer)
         try:
             with translated_errors():
@@ -229,15 +229,17 @@ class RedisStore:
         self, key: str, expected: bytes, record: bytes, expiry_ms: int, *, acknowledged: bool = True
     ) -> Write:
         # With acknowledged=False, replicas are waited for but their count is not required.
+        if not self.min_replicas:
+            answer = self._commands.script(
+                self._compare_and_set, [key], [expected, record, expiry_ms]
+            )
+            return Write.from_answer(answer)
         with translated_errors():
-            if not self.min_replicas:
-                answer = self._compare_and_set(keys=[key], args=[expected, record, expiry_ms])
-            else:
-                (answer,) = self._durably(
-                    key,
-                    lambda pipe: pipe.eval(COMPARE_AND_SET, 1, key, expected, record, expiry_ms),
-                    unless=lambda answer: answer != 1 or not acknowledged,
-                )
+            (answer,) = self._durably(
+                key,
+                lambda pipe: pipe.eval(COMPARE_AND_SET, 1, key, expected, record, expiry_ms),
+                unless=lambda answer: answer != 1 or not acknowledged,
+            )
         return Write.from_answer(answer)
 
     def _durably(

@@ -33,7 +33,7 @@ LAYERS = [
         "signals",
         "validation",
     },
-    {"record", "durable", "store", "rotation"},
+    {"record", "durable", "commands", "store", "rotation"},
     {"state", "changes", "indexes", "users", "backend"},
     {"session", "writes", "saving"},
     {"engine", "admin", "checks"},
