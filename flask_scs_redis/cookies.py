@@ -7,6 +7,7 @@ headers. The adapters supply only their settings and their overridable rules.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -14,7 +15,8 @@ from datetime import datetime
 from typing import NamedTuple
 
 from werkzeug.datastructures import Headers, ResponseCacheControl
-from werkzeug.http import dump_cookie, parse_cache_control_header, parse_set_header
+from werkzeug.http import dump_cookie, http_date, parse_cache_control_header, parse_set_header
+from werkzeug.sansio.http import parse_cookie
 
 from .options import Options
 from .session import Session
@@ -59,6 +61,14 @@ class CookieSettings(NamedTuple):
         return self._dump("", 0, 0)
 
     def _dump(self, value: str, max_age: int | None, expires: datetime | int | None) -> str:
+        if not value.replace("-", "").replace("_", "").isalnum() and value:
+            return self._werkzeug(value, max_age, expires)  # not a token: let werkzeug quote it
+        named, domain, tail = _layout(self)
+        if expires is None:
+            return f"{named}{value}{domain}{tail}"
+        return f"{named}{value}{domain}; Expires={_http_date(expires)}; Max-Age={max_age}{tail}"
+
+    def _werkzeug(self, value: str, max_age: int | None, expires: datetime | int | None) -> str:
         return dump_cookie(
             self.name,
             value,
@@ -71,6 +81,29 @@ class CookieSettings(NamedTuple):
             samesite=self.samesite,
             partitioned=self.partitioned,
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(settings: CookieSettings) -> tuple[str, str, str]:
+    """A Set-Cookie value of ``settings`` as werkzeug writes it, in the three parts around
+    a token and its expiry: ``name=``, ``; Domain=...`` (or nothing) and the attributes after.
+    """
+    named, *attributes = settings._werkzeug("", None, None).split("; ")
+    domain = attributes.pop(0) if attributes and attributes[0].startswith("Domain=") else ""
+    return named, f"; {domain}" if domain else "", "".join(f"; {a}" for a in attributes)
+
+
+_last_date: tuple[int, str] = (0, http_date(0))
+
+
+def _http_date(expires: datetime | int) -> str:
+    """``expires`` as an HTTP date, formatted once per second."""
+    global _last_date
+    second = expires if isinstance(expires, int) else math.floor(expires.timestamp())
+    last = _last_date
+    if last[0] != second:
+        last = _last_date = (second, http_date(second))
+    return last[1]
 
 
 class SessionCookie(NamedTuple):
@@ -123,6 +156,29 @@ def session_cookie(
     if outcome in LIVE_OUTCOMES and should_set(session):
         return SessionCookie(settings().dump(session.token or "", expires(session)), vary=True)
     return KEEP_VARY if session.accessed else KEEP
+
+
+def cookie_in(header: str | None, name: str) -> str | None:
+    """The value of the first cookie ``name`` in the Cookie ``header``, as werkzeug reads it.
+
+    A header without quotes or backslashes is split at its semicolons by
+    hand, by the rules of werkzeug's ``parse_cookie`` (spaces and tabs around
+    a name, ``=`` and a value are dropped; a piece with one inside its name or
+    value is skipped), which costs a fraction of building the request's
+    whole cookie dict. Any other header goes through ``parse_cookie``.
+    """
+    if not header or name not in header:
+        return None
+    if '"' in header or "\\" in header:
+        return parse_cookie(header).get(name)
+    for piece in header.split(";"):
+        key, _, value = piece.strip(" \t").partition("=")
+        if key.rstrip(" \t") != name:
+            continue
+        value = value.lstrip(" \t")
+        if " " not in value and "\t" not in value:
+            return value
+    return None
 
 
 def persistent_expiry(session: Session, refreshed: bool) -> datetime | None:

@@ -23,7 +23,7 @@ from .errors import (
 )
 from .options import Options, check
 from .rotation import due
-from .saving import WRITTEN, Saver
+from .saving import WRITTEN, Saved, Saver
 from .sealing import Sealer
 from .session import Predecessor, Session
 from .signals import Announcer
@@ -268,13 +268,15 @@ class SessionEngine:
             state = state._replace(status=Status.LOADED)
         if self._logged_in(state, values):
             state = state._replace(status=Status.RENEWED)  # a new token for a new user
-        fresh_token = new_token()  # where a new or renewed session goes
-        try:
-            outcome, saved_state, saved, was_at = self._saver.save(state, values, fresh_token)
-        except SessionStoreError as error:
-            if not self._writer.excuses(state, values, error):
-                raise
-            outcome, saved_state, saved, was_at = Outcome.UNCHANGED, state, values, None
+        if self._writer.unchanged(state, values):  # a read: nothing to write, nor to index
+            outcome, saved_state, saved, was_at = Outcome.UNCHANGED, state, values, state.key
+        else:
+            try:
+                outcome, saved_state, saved, was_at = self._save(state, values)
+            except SessionStoreError as error:
+                if not self._writer.excuses(state, values, error):
+                    raise
+                outcome, saved_state, saved, was_at = Outcome.UNCHANGED, state, values, None
         session._adopt(saved_state, saved if saved is not values else None)
         if state.inherited:
             self._forget(session._predecessor)
@@ -284,6 +286,11 @@ class SessionEngine:
             session.modified = True
         self._announce(outcome, state, values, saved_state, was_at)
         return outcome
+
+    def _save(self, state: SessionState, values: dict[Any, Any]) -> Saved:
+        # Where a new or renewed session goes; a stored one keeps its token.
+        kept = state.status is Status.LOADED and state.token is not None
+        return self._saver.save(state, values, "" if kept else new_token())
 
     def _announce(
         self,

@@ -9,10 +9,10 @@ from flask import Flask, Request, Response, g
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import Headers
 
-from .cookies import CookieSettings, persistent_expiry, session_cookie
+from .cookies import CookieSettings, cookie_in, persistent_expiry, session_cookie
 from .engine import SessionEngine
 from .errors import SessionError, SessionStoreUnavailable
-from .login import NEVER_STORED, strip_remember_cookie
+from .login import NEVER_STORED, refuse_remember_cookie, strip_remember_cookie
 from .migration import predecessor
 from .outages import BODY, STATUS, log_outage, outage_headers
 from .session import Predecessor, Session
@@ -135,7 +135,10 @@ class RedisSessionInterface(SessionInterface):
         A cookie that is not a well-formed token names no session of ours,
         though it may name one to take up (see :meth:`get_predecessor`).
         """
-        cookie = request.cookies.get(self.get_cookie_name(app))
+        name = self.get_cookie_name(app)
+        cookie = cookie_in(request.environ.get("HTTP_COOKIE"), name)
+        if cookie is not None and not is_well_formed(cookie):
+            cookie = request.cookies.get(name)  # decoded, for the stores it may be taken from
         opened = self.engine.open(
             cookie if is_well_formed(cookie) else None,
             predecessor=self.get_predecessor(app, cookie),
@@ -146,6 +149,7 @@ class RedisSessionInterface(SessionInterface):
         )
         if self.flask_login:
             opened.never_stored = NEVER_STORED
+            refuse_remember_cookie(app, request)
         return opened
 
     def get_predecessor(self, app: Flask, cookie: str | None) -> Predecessor | None:
@@ -167,10 +171,11 @@ class RedisSessionInterface(SessionInterface):
         commit is not tried again when Flask finalizes its error response.
         """
         assert isinstance(session, Session), "the session was not opened by this interface"
-        if g.get("_scs_outage") is response:
+        flags = g._get_current_object()  # once: each lookup through the proxy costs
+        if flags.get("_scs_outage") is response:
             _become(response, self._fresh_503())
             return
-        if g.get("_scs_save_failed"):
+        if flags.get("_scs_save_failed"):
             return  # Flask's error path: the save failed once, and once is enough
         try:
             outcome = self.engine.commit(session)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Request, Response, g, session
 from werkzeug.datastructures import ImmutableMultiDict
 
 from .session import Session
@@ -62,8 +62,6 @@ class FlaskLogin:
         _signals.user_logged_in.connect(self._logged_in, sender=app, weak=False)
         _signals.user_logged_out.connect(self._logged_out, sender=app, weak=False)
         _signals.session_protected.connect(self._protected, sender=app, weak=False)
-        # First, so no other hook can load the user from the cookie before.
-        app.before_request_funcs.setdefault(None, []).insert(0, self._refuse_remember_cookie)
 
     def _logged_in(self, app: Flask, **_: Any) -> None:
         """Turn Flask-Login's remember-me into a long-lived session, or undo an earlier one."""
@@ -107,28 +105,30 @@ class FlaskLogin:
         """End the session.
 
         A ``remember_token`` the browser still has was hidden from Flask-Login
-        and is deleted by the response (:meth:`_refuse_remember_cookie`).
+        and is deleted by the response (:func:`refuse_remember_cookie`).
         """
         current = _our_session()
         if current is not None:
             current.destroy()
 
-    @staticmethod
-    def _refuse_remember_cookie() -> None:
-        """Hide a ``remember_token`` from before the switch from Flask-Login, and delete it.
 
-        Flask-Login reads it from ``request.cookies``; the request's cookies
-        are parsed once and kept, so this request's are replaced by all but
-        that one. The response deletes it (:func:`strip_remember_cookie`).
-        """
-        name = _remember_cookie(current_app)
-        cookies = request.cookies
-        if name is None:
-            return
-        if name in cookies:
-            kept = [(key, value) for key, value in cookies.items(multi=True) if key != name]
-            request.__dict__["cookies"] = ImmutableMultiDict(kept)
-            g._scs_refused_remember = True
+def refuse_remember_cookie(app: Flask, request: Request) -> None:
+    """Hide a ``remember_token`` from before the switch from Flask-Login, and delete it.
+
+    Called as the session opens, before any ``before_request`` hook could
+    load the user. Flask-Login reads the cookie from ``request.cookies``; the
+    request's cookies are parsed once and kept, so this request's are
+    replaced by all but that one. The response deletes it
+    (:func:`strip_remember_cookie`).
+    """
+    name = _remember_cookie(app)
+    if name is None:
+        return
+    cookies = request.cookies
+    if name in cookies:
+        kept = [(key, value) for key, value in cookies.items(multi=True) if key != name]
+        request.__dict__["cookies"] = ImmutableMultiDict(kept)
+        g._scs_refused_remember = True
 
 
 def strip_remember_cookie(app: Flask, response: Response) -> None:

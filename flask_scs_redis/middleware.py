@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from werkzeug.datastructures import Headers
-from werkzeug.sansio.http import parse_cookie
 from werkzeug.wsgi import ClosingIterator
 
 from .admin import SessionAdmin
 from .cookies import (
     KEEP,
     CookieSettings,
+    cookie_in,
     persistent_expiry,
     session_cookie,
 )
@@ -188,8 +188,8 @@ class SessionMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Open the request's session, run the app, and commit at ``start_response``."""
-        header = environ.get("HTTP_COOKIE")
-        cookie = _cookie_value(header, self.options.cookie_name) if header else None
+        # The header's bytes, as latin-1: a token is ASCII, so no decoding is needed.
+        cookie = cookie_in(environ.get("HTTP_COOKIE"), self.options.cookie_name)
         session = self.engine.open(
             cookie if is_well_formed(cookie) else None,
             lifetime=self.lifetime,
@@ -231,13 +231,6 @@ class SessionMiddleware:
         See :func:`.cookies.persistent_expiry`.
         """
         return persistent_expiry(session, self._refresh_each_request)
-
-
-def _cookie_value(header: str, name: str) -> str | None:
-    # The environ holds the header's bytes as latin-1; a cookie that is not
-    # UTF-8 must not fail the request (werkzeug.http.parse_cookie would raise).
-    text = header.encode("latin-1", "replace").decode("utf-8", "replace")
-    return parse_cookie(text).get(name)
 
 
 class _Exchange:

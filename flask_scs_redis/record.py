@@ -113,6 +113,11 @@ def _tag_length(revision: int) -> int:
     return 2 + len(msgpack.packb(revision))
 
 
+# The bytes msgpack gives an int, by its first byte: fixints take one; the
+# others say how many follow (uint8..uint64, int8..int64).
+_INT_SIZES = {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9, 0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9}
+
+
 def unpack_record(blob: bytes) -> Record:
     """Parse what :func:`pack_record` made.
 
@@ -137,7 +142,7 @@ def unpack_record(blob: bytes) -> Record:
     idle_ms = _own(fields, 8, least=0)
     issued_ms = fields[9] if len(fields) > 9 and type(fields[9]) is int else None
     forward = fields[10] if len(fields) > 10 and type(fields[10]) is bytes else None
-    tag = blob[: _tag_length(revision)]
+    tag = blob[: 2 + _INT_SIZES.get(blob[2], 1)]  # the revision, as it is written
     return Record(
         revision,
         deadline_ms,

@@ -102,6 +102,15 @@ class Writer:
         )
         return True
 
+    def unchanged(self, state: SessionState, values: dict[Any, Any]) -> bool:
+        """Whether saving ``values`` would write nothing: a stored session only read."""
+        return (
+            state.status is Status.LOADED
+            and bool(values)
+            and not state.rewrite
+            and self._as_stored(state, encode(values))
+        )
+
     @staticmethod
     def _as_stored(state: SessionState, encoded: bytes) -> bool:
         """Whether saving ``encoded`` would change nothing of the session stored for ``state``.

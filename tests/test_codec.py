@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from flask_scs_redis import UnsupportedValueError
 from flask_scs_redis.codec import decode, encode
+from flask_scs_redis.record import Record, pack_record, unpack_record
 
 SAMPLES: dict[str, Any] = {
     "dict": {"a": {"b": 1}},
@@ -428,3 +429,13 @@ def test_an_unsupported_value_anywhere_is_refused_naming_its_type_and_path(
     with pytest.raises(UnsupportedValueError) as raised:
         encode({"v": values})
     assert f"{type_name} at session['v']{path};" in str(raised.value)
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**64 - 1))
+def test_a_records_tag_is_its_header_version_and_revision_as_msgpack_wrote_them(
+    revision: int,
+) -> None:
+    record = Record(revision, deadline_ms=1, created_ms=1, values=b"")
+    blob, tag = pack_record(record)
+    assert tag == blob[: 2 + len(msgpack.packb(revision))]
+    assert unpack_record(blob).tag == tag

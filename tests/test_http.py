@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import threading
 import time
@@ -11,15 +12,20 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
 
 import pytest
 import redis
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from werkzeug.http import dump_cookie
+from werkzeug.sansio.http import parse_cookie
 from werkzeug.serving import make_server
 
+from flask_scs_redis.cookies import CookieSettings, cookie_in, max_age_until
 from flask_scs_redis.testing import RedisServer
 from flask_scs_redis.testing.serving import gunicorn
 
@@ -320,3 +326,51 @@ def test_a_remembered_device_is_logged_out_like_any_other(demo: Demo) -> None:
     )
     with urllib.request.urlopen(stale, timeout=10) as response:
         assert "Logged in as" not in response.read().decode()
+
+
+def test_the_cookie_is_written_exactly_as_werkzeugs_dump_cookie_writes_it() -> None:
+    # Set-Cookie values are put together from parts werkzeug wrote once per setting.
+    soon = datetime.now(timezone.utc) + timedelta(days=3)
+    for domain, path, secure, httponly, samesite, partitioned in itertools.product(
+        [None, "example.com", ".example.org:8000"],
+        [None, "/", "/a b;"],
+        [False, True],
+        [False, True],
+        [None, "Lax", "strict"],
+        [False, True],
+    ):
+        settings = CookieSettings("session", domain, path, secure, httponly, samesite, partitioned)
+        for value, expires in [("aZ0-_", None), ("token", soon), ('a "b";', soon)]:
+            assert settings.dump(value, expires) == dump_cookie(
+                "session",
+                value,
+                max_age=max_age_until(expires),
+                expires=expires,
+                path=path,
+                domain=domain,
+                secure=secure,
+                httponly=httponly,
+                samesite=samesite,
+                partitioned=partitioned,
+            )
+        assert settings.dump_deletion() == dump_cookie(
+            "session",
+            "",
+            max_age=0,
+            expires=0,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+            partitioned=partitioned,
+        )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='session=;ab \t"\\\x00é', max_size=40))
+def test_the_session_cookie_is_found_as_werkzeug_finds_it(header: str) -> None:
+    assert cookie_in(header, "session") == parse_cookie(header).get("session")
+    assert cookie_in(f"{header}; session=tok", "session") == parse_cookie(
+        f"{header}; session=tok"
+    ).get("session")
