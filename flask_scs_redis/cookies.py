@@ -116,14 +116,28 @@ class SessionCookie(NamedTuple):
 
     def apply(self, headers: Headers) -> None:
         """Add the cookie, ``Vary: Cookie`` and ``Cache-Control``, keeping the app's own."""
+        if not self.vary and self.set_cookie is None:
+            return
+        # One pass finds whether the app set either header; usually it did not.
+        vary = cache_control = False
+        for name, _ in headers:
+            folded = name.lower()
+            vary = vary or folded == "vary"
+            cache_control = cache_control or folded == "cache-control"
         if self.set_cookie is not None:
             headers.add("Set-Cookie", self.set_cookie)
         if self.vary:
-            vary_on_cookie(headers)
+            if vary:
+                vary_on_cookie(headers)
+            else:
+                headers.add("Vary", "Cookie")
         if self.set_cookie is not None:
-            cache_control = _joined(headers, "Cache-Control")
-            merged = no_cache_set_cookie(cache_control)
-            if merged != cache_control:
+            if not cache_control:
+                headers.add("Cache-Control", _NO_CACHE_SET_COOKIE)
+                return
+            current = _joined(headers, "Cache-Control")
+            merged = no_cache_set_cookie(current)
+            if merged != current:
                 headers["Cache-Control"] = merged
 
 

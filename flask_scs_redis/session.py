@@ -301,7 +301,8 @@ class Session(dict[str, Any], SessionMixin):
     def _snapshot(self) -> tuple[SessionState, dict[Any, Any]]:
         """Return the state and a copy of the values, without loading them."""
         state = self._state
-        return state, (dict.copy(self) if state.status is not Status.UNLOADED else {})
+        # dict.items: dict.copy would call the loading wrappers of keys and __getitem__.
+        return state, (dict(dict.items(self)) if state.status is not Status.UNLOADED else {})
 
     def _adopt(self, state: SessionState, values: dict[Any, Any] | None = None) -> None:
         """Take the state the engine made, and the values it read or merged, if any."""
