@@ -37,6 +37,7 @@ from .sealing import Sealer, SealError, is_sealed
 
 FORMAT_VERSION = 1
 _REQUIRED_FIELDS = 5
+_ABSENT = (None,) * 11
 
 
 class CorruptRecordError(ValueError):
@@ -127,21 +128,30 @@ def unpack_record(blob: bytes) -> Record:
         fields = msgpack.unpackb(blob, raw=False, use_list=False)
     except Exception as exc:  # msgpack raises several unrelated types, some holding the data
         raise CorruptRecordError(f"not msgpack ({type(exc).__name__})") from None
-    if type(fields) is not tuple or len(fields) < _REQUIRED_FIELDS or len(fields) > 15:
+    count = len(fields) if type(fields) is tuple else 0
+    if count < _REQUIRED_FIELDS or count > 15:
         raise CorruptRecordError("not a session record")
-    version, revision, deadline_ms, created_ms, values = fields[:_REQUIRED_FIELDS]
+    # Unpacked in one go: the optional fields padded with None (wrong types are left out).
+    padded = fields + _ABSENT
+    version, revision, deadline_ms, created_ms, values, seen, description = padded[:7]
+    lifetime_ms, idle_ms, issued_ms, forward = padded[7:11]
     if type(version) is not int or version != FORMAT_VERSION:
         raise CorruptRecordError(f"unknown record format {version!r}")
-    if not all(type(field) is int for field in (revision, deadline_ms, created_ms)):
+    if type(revision) is not int or type(deadline_ms) is not int or type(created_ms) is not int:
         raise CorruptRecordError("record fields have the wrong types")
     if type(values) is not bytes:
         raise CorruptRecordError("record values are not bytes")
-    last_seen_ms = fields[5] if len(fields) > 5 and type(fields[5]) is int else created_ms
-    description = fields[6] if len(fields) > 6 and type(fields[6]) is str else None
-    lifetime_ms = _own(fields, 7, least=1)
-    idle_ms = _own(fields, 8, least=0)
-    issued_ms = fields[9] if len(fields) > 9 and type(fields[9]) is int else None
-    forward = fields[10] if len(fields) > 10 and type(fields[10]) is bytes else None
+    last_seen_ms = seen if type(seen) is int else created_ms
+    if type(description) is not str:
+        description = None
+    if type(lifetime_ms) is not int or lifetime_ms < 1:
+        lifetime_ms = None
+    if type(idle_ms) is not int or idle_ms < 0:
+        idle_ms = None
+    if type(issued_ms) is not int:
+        issued_ms = None
+    if type(forward) is not bytes:
+        forward = None
     tag = blob[: 2 + _INT_SIZES.get(blob[2], 1)]  # the revision, as it is written
     return Record(
         revision,
@@ -201,12 +211,6 @@ def open_record(record: Record, sealer: Sealer | None, token: str | None) -> Rec
         return record._replace(values=values, rewrite=rewrite)
     except SealError as exc:
         raise CorruptRecordError(str(exc)) from None
-
-
-def _own(fields: tuple[Any, ...], at: int, least: int) -> int | None:
-    """The session's own duration at ``at``, if it is there and an int of ``least`` or more."""
-    value = fields[at] if len(fields) > at else None
-    return value if type(value) is int and value >= least else None
 
 
 def read_record(

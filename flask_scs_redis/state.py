@@ -162,7 +162,9 @@ class SessionState(NamedTuple):
 
         Its expiry is the record's as used at ``now_ms``, by its own idle timeout or the app's.
         """
-        state = SessionState(
+        own = record.idle_ms
+        window_ms = self.idle_ms if own is None else own or None  # as window_ms says
+        return SessionState(
             Status.LOADED,
             self.lifetime_ms,
             self.idle_ms,
@@ -174,18 +176,17 @@ class SessionState(NamedTuple):
             record.deadline_ms,
             record.created_ms,
             record.last_seen_ms,
-            record.deadline_ms,
+            expiry(record.deadline_ms, now_ms, window_ms),
             user,
             record.description,
             record.description,
             False,
             record.lifetime_ms,
-            record.idle_ms,
+            own,
             False,
             record.rewrite,
             record.issued_ms,
         )
-        return state._replace(expiry_ms=expiry(record.deadline_ms, now_ms, state.window_ms))
 
     def rebased(self, record: Record) -> SessionState:
         """This state on top of ``record``, which another request wrote meanwhile.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import itertools
 import re
@@ -340,24 +341,9 @@ def test_the_cookie_is_written_exactly_as_werkzeugs_dump_cookie_writes_it() -> N
         [False, True],
     ):
         settings = CookieSettings("session", domain, path, secure, httponly, samesite, partitioned)
-        for value, expires in [("aZ0-_", None), ("token", soon), ('a "b";', soon)]:
-            assert settings.dump(value, expires) == dump_cookie(
-                "session",
-                value,
-                max_age=max_age_until(expires),
-                expires=expires,
-                path=path,
-                domain=domain,
-                secure=secure,
-                httponly=httponly,
-                samesite=samesite,
-                partitioned=partitioned,
-            )
-        assert settings.dump_deletion() == dump_cookie(
+        werkzeugs = functools.partial(
+            dump_cookie,
             "session",
-            "",
-            max_age=0,
-            expires=0,
             path=path,
             domain=domain,
             secure=secure,
@@ -365,6 +351,11 @@ def test_the_cookie_is_written_exactly_as_werkzeugs_dump_cookie_writes_it() -> N
             samesite=samesite,
             partitioned=partitioned,
         )
+        for value, expires in [("aZ0-_", None), ("token", soon), ('a "b";', soon)]:
+            assert settings.dump(value, expires) == werkzeugs(
+                value, max_age=max_age_until(expires), expires=expires
+            )
+        assert settings.dump_deletion() == werkzeugs("", max_age=0, expires=0)
 
 
 @settings(max_examples=500, deadline=None)
