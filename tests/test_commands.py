@@ -16,8 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from flask import Flask, session
 
-from flask_scs_redis import RedisStore, SessionStoreUnavailable
+from flask_scs_redis import RedisSessions, RedisStore, SessionStoreUnavailable
 from flask_scs_redis.commands import Commands
 from flask_scs_redis.scripts import READ
 from flask_scs_redis.testing import RedisServer
@@ -103,3 +104,25 @@ def test_a_restarted_server_is_reached_again_and_its_scripts_loaded_again(
     server.start()  # empty, with no scripts; the held connection is dead
     assert commands.execute("SET", "key", b"\x95\x01\x02\x03\x04\x05")
     assert commands.script(read, ["key"], [0, ""]) == b"\x95\x01\x02\x03\x04\x05"
+
+
+def test_a_requests_commands_bypass_redis_pys_pool(server: RedisServer) -> None:
+    app = Flask(__name__)
+    app.config.update(SCS_REDIS_URL=server.url, SECRET_KEY="unused")
+    RedisSessions(app)
+
+    @app.get("/write")
+    def write() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return str(session["n"])
+
+    client = app.test_client()
+    assert client.get("/write").text == "1"  # a new session: its SET NX
+    assert client.get("/write").text == "2"  # the scripts load through redis-py, once
+    pool = RedisSessions().store(app).client.connection_pool
+    pool.reset()  # forgets its connections: using it again would make one
+    assert [client.get("/write").text for _ in range(3)] == ["3", "4", "5"]
+    client.delete_cookie("session")
+    assert client.get("/write").text == "1"  # another new session
+    # redis-py counts the connections its pool made: none, for reads, writes and SET NX.
+    assert pool._created_connections == 0
