@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from redis.retry import Retry
 from flask_scs_redis import RedisStore, SessionAdmin, SessionEngine
 from flask_scs_redis.testing import CommandCounter, RedisServer
 from flask_scs_redis.testing.server import find_redis_server
+from flask_scs_redis.testing.topologies import _start_on_a_free_port
 
 from harness import load_script
 
@@ -104,3 +106,17 @@ def test_the_testing_module_offers_just_the_server_and_the_counter() -> None:
 
     assert sorted(testing.__all__) == ["CommandCounter", "RedisServer"]
     assert not hasattr(testing, "redis_url_or_throwaway")  # a demo helper, in examples/
+
+
+def test_a_cluster_node_whose_port_was_taken_meanwhile_starts_on_another() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        node = RedisServer("--cluster-enabled", "yes", port=port)
+        try:
+            with pytest.raises(RuntimeError, match="Failed listening on port"):  # it says why
+                node.start()
+            _start_on_a_free_port(node)
+            assert node.port != port and node.client().ping()
+        finally:
+            node.close()

@@ -76,6 +76,11 @@ class RedisServer:
             self._config_file = [str(path)]
 
     @property
+    def log_path(self) -> Path:
+        """Where the server's own log goes."""
+        return Path(self._workdir) / "server.log"
+
+    @property
     def url(self) -> str:
         """The ``redis://`` URL of the server, database 0."""
         return f"redis://127.0.0.1:{self.port}/0"
@@ -106,10 +111,10 @@ class RedisServer:
             "no",
             *self.extra_args,
         ]
-        # The arguments are our own: a binary we located and fixed options.
-        self.process = subprocess.Popen(  # noqa: S603
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        # Redis logs to stdout: kept, so a server that does not start says why.
+        with open(self.log_path, "ab") as log:
+            # The arguments are our own: a binary we located and fixed options.
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + self.startup_timeout
         probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         try:
@@ -120,8 +125,10 @@ class RedisServer:
                 except redis.exceptions.ConnectionError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
                         self.stop()
+                        said = self.log_path.read_text(errors="replace").strip().splitlines()
                         raise RuntimeError(
-                            f"redis-server did not start on port {self.port}"
+                            f"redis-server did not start on port {self.port}: "
+                            + (said[-1] if said else "it said nothing")
                         ) from None
                     time.sleep(0.02)
         finally:

@@ -33,6 +33,25 @@ def free_cluster_port() -> int:
         return port
 
 
+def _start_on_a_free_port(server: RedisServer, tries: int = 3) -> None:
+    """Start a cluster node, on another free port should its own be taken meanwhile.
+
+    A port, or its bus port, found free can be taken by another process (an
+    outgoing connection's) before the node binds it.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            server.start()
+            return
+        except RuntimeError:
+            if attempt == tries or "Failed listening" not in server.log_path.read_text(
+                errors="replace"
+            ):
+                raise
+            server.port = free_cluster_port()
+            (server.log_path.parent / "nodes.conf").unlink(missing_ok=True)
+
+
 def _command(client: redis.Redis, *args: Any) -> Any:
     """Run a command redis-py has no typed method for (CLUSTER ..., SENTINEL ...)."""
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
@@ -126,7 +145,7 @@ class RedisClusterServers(_ServerGroup):
     def start(self) -> RedisClusterServers:
         """Start the nodes, assign the slots, pair the replicas, and wait for state ok."""
         for server in self.servers:
-            server.start()
+            _start_on_a_free_port(server)
         clients = [server.client() for server in self.servers]
         share = self.SLOTS // len(self.primaries)
         for number, client in enumerate(clients[: len(self.primaries)]):
