@@ -105,18 +105,21 @@ def pack_record(
     elif record.lifetime_ms is not None or record.idle_ms is not None:
         fields += (record.lifetime_ms, record.idle_ms)
     blob = msgpack.packb(fields, use_bin_type=True)
-    return blob, blob[: _tag_length(record.revision)]
-
-
-def _tag_length(revision: int) -> int:
-    # A fixarray header and a fixint format take a byte each; msgpack writes
-    # the revision in its shortest form, so equal tags mean equal revisions.
-    return 2 + len(msgpack.packb(revision))
+    return blob, _tag(blob)
 
 
 # The bytes msgpack gives an int, by its first byte: fixints take one; the
 # others say how many follow (uint8..uint64, int8..int64).
 _INT_SIZES = {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9, 0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9}
+
+
+def _tag(blob: bytes) -> bytes:
+    """A packed record's first bytes, up to its revision, as msgpack wrote them.
+
+    A fixarray header and a fixint format take a byte each; msgpack writes
+    the revision in its shortest form, so equal tags mean equal revisions.
+    """
+    return blob[: 2 + _INT_SIZES.get(blob[2], 1)]
 
 
 def unpack_record(blob: bytes) -> Record:
@@ -152,7 +155,6 @@ def unpack_record(blob: bytes) -> Record:
         issued_ms = None
     if type(forward) is not bytes:
         forward = None
-    tag = blob[: 2 + _INT_SIZES.get(blob[2], 1)]  # the revision, as it is written
     return Record(
         revision,
         deadline_ms,
@@ -164,7 +166,7 @@ def unpack_record(blob: bytes) -> Record:
         idle_ms,
         issued_ms,
         forward,
-        tag,
+        _tag(blob),
         is_sealed(values),
     )
 

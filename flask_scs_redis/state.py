@@ -34,6 +34,11 @@ class Status(enum.Enum):
     DESTROYED = "destroyed"
 
 
+def _window(own_idle_ms: int | None, idle_ms: int | None) -> int | None:
+    """The idle timeout in force: a session's own (0 meaning none), else the app's."""
+    return idle_ms if own_idle_ms is None else own_idle_ms or None
+
+
 def expiry(deadline_ms: int, now_ms: int, idle_ms: int | None) -> int:
     """When a record used at ``now_ms`` expires: its deadline, or sooner when idle."""
     return deadline_ms if idle_ms is None else min(deadline_ms, now_ms + idle_ms)
@@ -123,9 +128,7 @@ class SessionState(NamedTuple):
     @property
     def window_ms(self) -> int | None:
         """The idle timeout in force: the session's own (0 meaning none), else the app's."""
-        if self.own_idle_ms is None:
-            return self.idle_ms
-        return self.own_idle_ms or None
+        return _window(self.own_idle_ms, self.idle_ms)
 
     def __repr__(self) -> str:
         # Never the token, the key (a token, without hashing) or the values.
@@ -162,8 +165,6 @@ class SessionState(NamedTuple):
 
         Its expiry is the record's as used at ``now_ms``, by its own idle timeout or the app's.
         """
-        own = record.idle_ms
-        window_ms = self.idle_ms if own is None else own or None  # as window_ms says
         return SessionState(
             Status.LOADED,
             self.lifetime_ms,
@@ -176,13 +177,13 @@ class SessionState(NamedTuple):
             record.deadline_ms,
             record.created_ms,
             record.last_seen_ms,
-            expiry(record.deadline_ms, now_ms, window_ms),
+            expiry(record.deadline_ms, now_ms, _window(record.idle_ms, self.idle_ms)),
             user,
             record.description,
             record.description,
             False,
             record.lifetime_ms,
-            own,
+            record.idle_ms,
             False,
             record.rewrite,
             record.issued_ms,

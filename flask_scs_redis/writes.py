@@ -76,7 +76,7 @@ class Writer:
             return self._remove(state)
         encoded = encode(values)
         if state.status is Status.LOADED and state.token is not None:
-            if self._as_stored(state, encoded) and not state.rewrite:
+            if self._unchanged(state, encoded):
                 return Outcome.UNCHANGED, state, None
             return self._replace(state, encoded)
         if state.status is Status.RENEWED or state.status is Status.ROTATING:
@@ -107,8 +107,13 @@ class Writer:
         return (
             state.status is Status.LOADED
             and bool(values)
-            and not state.rewrite
-            and self._as_stored(state, encode(values))
+            and self._unchanged(state, encode(values))
+        )
+
+    def _unchanged(self, state: SessionState, encoded: bytes) -> bool:
+        """Whether writing ``encoded`` for a loaded session would write nothing."""
+        return (
+            state.status is Status.LOADED and not state.rewrite and self._as_stored(state, encoded)
         )
 
     @staticmethod
